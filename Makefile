@@ -1,0 +1,45 @@
+# Two commands matter: `make demo` and `make test`. Everything they need installs from here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-sqlite test-postgres lint bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/omniloop demo --serve
+
+# The suite runs on SQLite always and again on PostgreSQL when
+# OMNILOOP_TEST_DATABASE_URL points at one (.ci/run sets it).
+test: lint test-sqlite test-postgres
+
+test-sqlite: $(STAMP)
+	$(BIN)/pytest -q
+
+test-postgres: $(STAMP)
+	@if [ -n "$$OMNILOOP_TEST_DATABASE_URL" ]; then \
+		echo "== PostgreSQL pass =="; \
+		$(BIN)/pytest -q -m 'not browser'; \
+	else \
+		echo "OMNILOOP_TEST_DATABASE_URL not set: PostgreSQL pass skipped"; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

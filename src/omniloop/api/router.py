@@ -1,0 +1,10 @@
+"""Mounts each domain module's routes under /api/v1."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from omniloop.tenancy.routes import router as tenancy_router
+
+api_router = APIRouter(prefix="/api/v1")
+api_router.include_router(tenancy_router)

@@ -1,0 +1,91 @@
+"""The ASGI application: API, admin and consumer pages, static files, health check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.middleware.sessions import SessionMiddleware
+from swagger_ui_bundle import swagger_ui_path
+
+from omniloop import __version__
+from omniloop.api.router import api_router
+from omniloop.core.db import get_database
+from omniloop.core.errors_http import install_error_handlers
+from omniloop.core.middleware import LocaleMiddleware
+from omniloop.core.settings import get_settings
+from omniloop.web import STATIC_DIR
+from omniloop.web.router import web_router
+
+API_DESCRIPTION = """
+The omniloop REST API. Authenticate with an API key: `Authorization: Bearer olk_…`.
+Keys are created in the admin (API keys page) or with `omniloop apikey create`, and carry
+scopes: `pos` (store counters), `ingest` (events and orders from other systems), `admin`
+(everything). A key bound to a store sees only that store.
+
+Errors always have the shape `{"error": {"code": "...", "message": "..."}}`: `code` is
+stable for programs, `message` is for people and follows `Accept-Language` (zh-TW, en).
+Validation errors add `details`: one `{field, type, message}` per problem.
+"""
+
+
+def _operation_id(route: APIRoute) -> str:
+    tag = route.tags[0] if route.tags else "default"
+    return f"{tag}-{route.name}"
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="omniloop",
+        version=__version__,
+        description=API_DESCRIPTION,
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=_operation_id,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.resolved_secret_key(),
+        session_cookie="omniloop_session",
+        max_age=settings.session_idle_seconds,
+        same_site="lax",
+        https_only=settings.base_url.startswith("https://"),
+    )
+    app.add_middleware(LocaleMiddleware, default_locale=settings.default_locale)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/api/v1/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.include_router(api_router)
+    app.include_router(web_router)
+
+    @app.get("/api/v1/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/v1/openapi.json",
+            title="omniloop API",
+            swagger_js_url="/api/v1/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/api/v1/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/api/v1/docs-assets/favicon-32x32.png",
+        )
+
+    @app.get("/healthz", tags=["health"], name="check")
+    def healthz() -> JSONResponse:
+        """Liveness and database reachability, for load balancers and monitors."""
+        body: dict[str, Any] = {"status": "ok", "version": __version__, "database": "ok"}
+        try:
+            with get_database().engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure to reach the database is "unavailable"
+            body.update(status="unavailable", database="unreachable", detail=type(exc).__name__)
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
+
+    return app

@@ -1,0 +1,115 @@
+"""Renders every error as `{"error": {"code", "message"}}` in the request's language.
+
+API paths always get JSON. Pages get an HTML error page (see `omniloop.web`), registered by
+the web package through `set_page_error_renderer`, so core does not depend on templates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from omniloop.core.errors import (
+    N_,
+    InvalidJson,
+    NotFound,
+    OmniloopError,
+    UnknownField,
+    ValidationFailed,
+)
+from omniloop.core.i18n import gettext
+
+log = logging.getLogger("omniloop.errors")
+
+PageErrorRenderer = Callable[[Request, OmniloopError], Response | None]
+_page_renderer: PageErrorRenderer | None = None
+
+
+def set_page_error_renderer(renderer: PageErrorRenderer) -> None:
+    global _page_renderer
+    _page_renderer = renderer
+
+
+class MethodNotAllowed(OmniloopError):
+    code = "method_not_allowed"
+    status = 405
+    message = N_("This method is not allowed here.")
+
+
+class InternalError(OmniloopError):
+    code = "internal_error"
+    status = 500
+    message = N_("Something went wrong on our side. The error has been logged.")
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return (path.startswith("/api/") or path.startswith("/webhooks/")
+            or "application/json" in request.headers.get("accept", "")
+            or _page_renderer is None)
+
+
+def error_response(request: Request, error: OmniloopError,
+                   details: list[dict[str, Any]] | None = None) -> Response:
+    if not _wants_json(request) and _page_renderer is not None:
+        page = _page_renderer(request, error)
+        if page is not None:
+            return page
+    body = error.render(gettext)
+    if details:
+        body["error"]["details"] = details
+    return JSONResponse(body, status_code=error.status)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_error(request: Request, exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            return error_response(request, InvalidJson())
+    details = [{"field": _field_path(tuple(err.get("loc", ()))), "type": err.get("type"),
+                "message": str(err.get("msg", ""))} for err in errors]
+    unknown = [d["field"] for d in details if d["type"] == "extra_forbidden"]
+    if unknown:
+        return error_response(request, UnknownField(field=", ".join(unknown)), details)
+    first = details[0]["field"] if details else "body"
+    return error_response(request, ValidationFailed(N_("Invalid value for '{field}'."),
+                                                    field=first), details)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OmniloopError)
+    def _domain(request: Request, exc: OmniloopError) -> Response:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return validation_error(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error_response(request, NotFound())
+        if exc.status_code == 405:
+            return error_response(request, MethodNotAllowed())
+        response = JSONResponse({"error": {"code": f"http_{exc.status_code}",
+                                           "message": str(exc.detail)}},
+                                status_code=exc.status_code)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(Exception)
+    def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, InternalError())

@@ -1,0 +1,34 @@
+"""Money as integer minor units of an ISO 4217 currency.
+
+Amounts never pass through floats. The number of minor units per major unit follows
+ISO 4217 through Babel's CLDR data (TWD has 2, so NT$120 is stored as 12000), which is what
+card networks and payment providers exchange; display drops a zero fraction because
+prices in Taiwan are whole dollars.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from babel.numbers import format_currency, get_currency_precision
+
+
+def minor_digits(currency: str) -> int:
+    return int(get_currency_precision(currency))
+
+
+def to_minor(major: Decimal | int | str, currency: str) -> int:
+    """NT$120.5 → 12050. Rounds half up at the currency's precision."""
+    scale = Decimal(10) ** minor_digits(currency)
+    return int((Decimal(major) * scale).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def to_major(minor: int, currency: str) -> Decimal:
+    return Decimal(minor) / (Decimal(10) ** minor_digits(currency))
+
+
+def format_money(minor: int, currency: str, locale: str) -> str:
+    major = to_major(minor, currency)
+    if major == major.to_integral_value():
+        return str(format_currency(major, currency, locale=locale, format="¤#,##0"))
+    return str(format_currency(major, currency, locale=locale))

@@ -1,0 +1,60 @@
+"""The one place configuration is read. Nothing else in omniloop looks at the environment."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings from `OMNILOOP_*` environment variables (or a `.env` file beside the process)."""
+
+    model_config = SettingsConfigDict(env_prefix="OMNILOOP_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"), description="Where the embedded database lives.")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means the embedded SQLite file under data_dir.",
+    )
+    redis_url: str | None = None
+    secret_key: str = Field(
+        default="",
+        description="Signs sessions and tokens; empty means a key generated once into data_dir.",
+    )
+    base_url: str = "http://127.0.0.1:8000"
+    default_locale: str = "zh_TW"
+    default_timezone: str = "Asia/Taipei"
+    default_currency: str = "TWD"
+    session_idle_seconds: int = 8 * 3600
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 15 * 60
+    sqlite_busy_timeout_ms: int = 5000
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'omniloop.db').as_posix()}"
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, or one generated on first use and kept in data_dir.
+
+        Keeping the generated key on disk means sessions survive a restart of the embedded
+        install without the operator having to invent a secret.
+        """
+        if self.secret_key:
+            return self.secret_key
+        key_file = self.data_dir / "secret_key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,7 @@
+"""Imports every module's tables so Base.metadata is complete (Alembic, tests, schema checks)."""
+
+from omniloop.catalog import models as catalog_models
+from omniloop.core.db import Base
+from omniloop.tenancy import models as tenancy_models
+
+__all__ = ["Base", "catalog_models", "tenancy_models"]

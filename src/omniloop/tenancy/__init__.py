@@ -1,0 +1,1 @@
+"""Brands (tenants), their stores, staff, API keys and the audit log of who changed what."""

@@ -1,0 +1,20 @@
+"""Every page route: the admin shell and each module's pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse
+
+from omniloop.core.errors_http import set_page_error_renderer
+from omniloop.web import admin
+from omniloop.web.errors import render_page_error
+
+set_page_error_renderer(render_page_error)
+
+web_router = APIRouter(include_in_schema=False)
+web_router.include_router(admin.router)
+
+
+@web_router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/admin", status_code=303)
