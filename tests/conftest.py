@@ -60,8 +60,12 @@ def _empty_tables(database: Database) -> Iterator[None]:
 
 @pytest.fixture
 def session(database: Database) -> Iterator[Session]:
-    """A session for arranging and checking data; commit explicitly to make it visible."""
-    with database.sessionmaker() as s:
+    """A session for arranging and checking data.
+
+    Deferred (read) transactions on SQLite, so holding it open never blocks the app's writers.
+    Factories commit; call `session.rollback()` before re-reading what a request changed.
+    """
+    with database.read_sessionmaker() as s:
         yield s
 
 

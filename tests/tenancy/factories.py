@@ -56,3 +56,9 @@ def bearer(secret: str) -> dict[str, str]:
 
 def owner_actor(tenant: Tenant) -> Actor:
     return system_actor(tenant.id)
+
+
+def fresh(session: Session) -> None:
+    """End the session's transaction and forget loaded rows, to re-read what requests wrote."""
+    session.rollback()
+    session.expire_all()

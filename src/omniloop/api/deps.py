@@ -18,14 +18,13 @@ from omniloop.tenancy.access import Actor
 from omniloop.tenancy.apikeys import authenticate_api_key
 
 
-def get_session() -> Iterator[Session]:
-    with get_database().sessionmaker() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One unit of work per request; GET, HEAD and OPTIONS only read and never block writers."""
+    with get_database().unit_of_work(write=request.method not in READ_METHODS) as session:
+        yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -39,12 +38,18 @@ def client_ip(request: Request) -> str | None:
 
 def get_api_actor(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
+    """The key's actor, checked in a short read transaction of its own.
+
+    Authentication happens before the request's unit of work begins, so a write request's
+    lock is not held while the key is looked up, and the key's use is recorded even when the
+    request itself fails.
+    """
     if credentials is None or not credentials.credentials:
         raise AuthRequired()
-    return authenticate_api_key(session, credentials.credentials, client_ip(request))
+    with get_database().unit_of_work(write=False) as session:
+        return authenticate_api_key(session, credentials.credentials, client_ip(request))
 
 
 ApiActor = Annotated[Actor, Depends(get_api_actor)]

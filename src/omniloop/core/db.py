@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from datetime import datetime
 from typing import Any
 
@@ -58,42 +59,58 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> 
 
 
 def _begin_immediate(conn: Any) -> None:
-    # pysqlite's deferred BEGIN lets two writers both read and then fail to upgrade their
-    # locks; BEGIN IMMEDIATE makes the second writer wait on busy_timeout instead.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            from pathlib import Path
+def _begin_deferred(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
 
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _set_sqlite_pragmas)
 
-        @event.listens_for(engine, "connect")
-        def _disable_pysqlite_transactions(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
+def _disable_pysqlite_transactions(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself instead of pysqlite's implicit one.
+    dbapi_connection.isolation_level = None
 
-        event.listen(engine, "begin", _begin_immediate)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+def make_engine(url: str, *, for_writes: bool = True) -> Engine:
+    """An engine for `url`. On SQLite, `for_writes` picks how transactions begin.
+
+    A write transaction begins IMMEDIATE: it takes SQLite's single write lock up front, so a
+    second writer waits on busy_timeout instead of failing when it later tries to upgrade a
+    stale read snapshot. Read transactions begin DEFERRED and, in WAL mode, never block
+    writers. PostgreSQL needs neither; both kinds share one engine there.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _set_sqlite_pragmas)
+    event.listen(engine, "connect", _disable_pysqlite_transactions)
+    event.listen(engine, "begin", _begin_immediate if for_writes else _begin_deferred)
+    return engine
 
 
 class Database:
-    """The engine and session factory of one database URL."""
+    """The engines and session factories of one database URL.
+
+    `sessionmaker` is for units of work that write; `read_sessionmaker` for those that only
+    read (GET requests, reports). They differ only on SQLite (see `make_engine`).
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
+        self.read_engine = (make_engine(url, for_writes=False) if url.startswith("sqlite")
+                            else self.engine)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[Session]:
+    def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:
         """A session that commits when the block ends cleanly and rolls back otherwise."""
-        with self.sessionmaker() as session:
+        factory = self.sessionmaker if write else self.read_sessionmaker
+        with factory() as session:
             try:
                 yield session
                 session.commit()
@@ -103,6 +120,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
 
 _database: Database | None = None

@@ -68,7 +68,7 @@ def error_response(request: Request, error: OmniloopError,
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "[key]")]
     return ".".join(parts) or "body"
 
 

@@ -30,5 +30,6 @@ def to_major(minor: int, currency: str) -> Decimal:
 def format_money(minor: int, currency: str, locale: str) -> str:
     major = to_major(minor, currency)
     if major == major.to_integral_value():
-        return str(format_currency(major, currency, locale=locale, format="¤#,##0"))
+        return str(format_currency(major, currency, locale=locale, format="¤#,##0",
+                                   currency_digits=False))
     return str(format_currency(major, currency, locale=locale))

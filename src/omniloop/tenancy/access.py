@@ -11,8 +11,22 @@ import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
-from omniloop.core.errors import Forbidden, ScopeRequired
+from omniloop.core.errors import N_, Forbidden, ScopeRequired
 from omniloop.tenancy.models import ApiScope, Role
+
+
+ROLE_LABELS: dict[Role, str] = {
+    Role.owner: N_("Owner"),
+    Role.marketer: N_("Marketer"),
+    Role.store_manager: N_("Store manager"),
+    Role.cashier: N_("Cashier"),
+}
+
+SCOPE_LABELS: dict[ApiScope, str] = {
+    ApiScope.pos: N_("POS (store counter)"),
+    ApiScope.ingest: N_("Ingest (events and orders)"),
+    ApiScope.admin: N_("Admin (everything)"),
+}
 
 
 class Permission(enum.StrEnum):

@@ -7,12 +7,12 @@ can see or act for.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from omniloop.core.clock import as_utc, utcnow
-from omniloop.core.db import Session
+from omniloop.core.db import Session, get_database
 from omniloop.core.errors import ApiKeyRevoked, InvalidApiKey
 from omniloop.core.security import digest_api_key, random_token
 from omniloop.tenancy import audit
@@ -73,6 +73,19 @@ def authenticate_api_key(session: Session, secret: str, ip: str | None = None) -
         raise ApiKeyRevoked()
     now = utcnow()
     if key.last_used_at is None or now - as_utc(key.last_used_at) >= LAST_USED_RESOLUTION:
-        key.last_used_at = now
+        _touch(key.tenant_id, key.id, now)
     return api_key_actor(key.tenant_id, key.id, f"API key {key.name} ({key.key_prefix}…)",
                          key.scopes, key.store_id, ip)
+
+
+def _touch(tenant_id: str, key_id: str, now: datetime) -> None:
+    """Record use in a short transaction of its own.
+
+    Kept out of the request's transaction so that read-only requests stay read-only and a
+    failed request still counts as use of the key.
+    """
+    with get_database().unit_of_work() as session:
+        session.execute(update(ApiKey).where(
+            ApiKey.tenant_id == tenant_id, ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - LAST_USED_RESOLUTION),
+        ).values(last_used_at=now))

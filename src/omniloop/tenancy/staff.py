@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from omniloop.core.clock import as_utc, utcnow
@@ -165,28 +165,19 @@ def authenticate(session: Session, tenant_id: str, email: str, password: str,
     """Check a sign-in. Counts failures and locks the account after too many.
 
     The failure count is written even though the sign-in fails, so the caller must commit
-    on `InvalidCredentials` rather than roll back.
+    on `InvalidCredentials` and `AccountLocked` rather than roll back. Counting and locking
+    are single conditional UPDATEs, so parallel guesses cannot lose a count or lock twice.
     """
     settings = get_settings()
     staff = session.scalar(select(StaffUser).where(StaffUser.tenant_id == tenant_id,
                                                    StaffUser.email == email.strip().lower()))
     now = utcnow()
     if staff is not None and staff.locked_until is not None and as_utc(staff.locked_until) > now:
-        remaining = as_utc(staff.locked_until) - now
-        raise AccountLocked(minutes=max(1, -(-int(remaining.total_seconds()) // 60)))
+        raise AccountLocked(minutes=_minutes_left(as_utc(staff.locked_until) - now))
     ok = verify_password(staff.password_hash if staff else None, password)
     if staff is None or not ok or not staff.active:
         if staff is not None:
-            staff.failed_logins += 1
-            if staff.failed_logins >= settings.login_max_failures:
-                staff.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
-                staff.failed_logins = 0
-                actor = actor_for(session, staff, ip)
-                audit.record(session, actor, "staff.locked", "staff", staff.id,
-                             {"until": staff.locked_until})
-                session.flush()
-                raise AccountLocked(minutes=max(1, settings.login_lockout_seconds // 60))
-            session.flush()
+            _count_failure(session, staff, now, ip)
         raise InvalidCredentials()
     staff.failed_logins = 0
     staff.locked_until = None
@@ -195,6 +186,33 @@ def authenticate(session: Session, tenant_id: str, email: str, password: str,
         staff.password_hash = hash_password(password)
     session.flush()
     return staff
+
+
+def _minutes_left(remaining: timedelta) -> int:
+    return max(1, -(-int(remaining.total_seconds()) // 60))
+
+
+def _count_failure(session: Session, staff: StaffUser, now: datetime, ip: str | None) -> None:
+    settings = get_settings()
+    this_staff = (StaffUser.tenant_id == staff.tenant_id, StaffUser.id == staff.id)
+    failures = session.execute(
+        update(StaffUser).where(*this_staff)
+        .values(failed_logins=StaffUser.failed_logins + 1)
+        .returning(StaffUser.failed_logins)
+        .execution_options(synchronize_session=False)).scalar_one()
+    if failures < settings.login_max_failures:
+        return
+    until = now + timedelta(seconds=settings.login_lockout_seconds)
+    locked = session.execute(
+        update(StaffUser).where(*this_staff, or_(StaffUser.locked_until.is_(None),
+                                                 StaffUser.locked_until <= now))
+        .values(locked_until=until, failed_logins=0)
+        .execution_options(synchronize_session=False))
+    if locked.rowcount == 1:  # type: ignore[attr-defined]
+        audit.record(session, actor_for(session, staff, ip), "staff.locked", "staff", staff.id,
+                     {"until": until})
+        session.flush()
+    raise AccountLocked(minutes=_minutes_left(until - now))
 
 
 def end_sessions(session: Session, staff: StaffUser) -> None:

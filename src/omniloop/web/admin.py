@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from omniloop.api.deps import SessionDep, client_ip
-from omniloop.core.errors import OmniloopError
+from omniloop.core.errors import N_, OmniloopError
 from omniloop.core.i18n import LANGUAGE_COOKIE, gettext
 from omniloop.tenancy import apikeys, staff, stores, tenants
 from omniloop.tenancy.access import Permission
@@ -21,7 +21,7 @@ from omniloop.web.templating import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
-register(NavItem("dashboard", "Overview", "/admin", None, 0))
+register(NavItem("dashboard", N_("Overview"), "/admin", None, 0))
 
 
 def _safe_next(target: str | None) -> str:

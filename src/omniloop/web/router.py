@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
+from omniloop.catalog import pages as catalog_pages
 from omniloop.core.errors_http import set_page_error_renderer
+from omniloop.tenancy import pages as tenancy_pages
 from omniloop.web import admin
 from omniloop.web.errors import render_page_error
 
@@ -13,6 +15,8 @@ set_page_error_renderer(render_page_error)
 
 web_router = APIRouter(include_in_schema=False)
 web_router.include_router(admin.router)
+web_router.include_router(tenancy_pages.router)
+web_router.include_router(catalog_pages.router)
 
 
 @web_router.get("/")

@@ -15,6 +15,8 @@ from omniloop import __version__
 from omniloop.core import i18n
 from omniloop.core.clock import to_local
 from omniloop.core.money import format_money
+from omniloop.tenancy.access import ROLE_LABELS, SCOPE_LABELS
+from omniloop.tenancy.models import ApiScope, Role
 from omniloop.web import TEMPLATES_DIR
 
 env = Environment(
@@ -51,7 +53,16 @@ def lang_url(request: Request, locale: str) -> str:
     return f"{request.url.path}?{urlencode(params)}"
 
 
-env.globals.update(static_url=static_url, lang_url=lang_url)
+def role_label(role: Role | str) -> str:
+    return i18n.gettext(ROLE_LABELS[Role(role)])
+
+
+def scope_label(scope: ApiScope | str) -> str:
+    return i18n.gettext(SCOPE_LABELS[ApiScope(scope)])
+
+
+env.globals.update(static_url=static_url, lang_url=lang_url, role_label=role_label,
+                   scope_label=scope_label)
 env.filters.update(money=money, local_time=local_time)
 
 

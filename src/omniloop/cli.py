@@ -1,0 +1,348 @@
+"""The `omniloop` command: set up the database, serve, load the demo, manage brands.
+
+Each command that changes data runs in one unit of work and commits at the end, so a failed
+command writes nothing. Bad input ends with `error: <code>: <message>` on stderr and exit
+status 2 — the same stable codes the API returns — never a traceback. Output is English.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from omniloop.core.db import Database, Session, get_database, set_database
+from omniloop.core.errors import OmniloopError, ValidationFailed
+from omniloop.core.migrate import upgrade
+from omniloop.core.settings import get_settings
+from omniloop.tenancy import apikeys, staff, stores, tenants
+from omniloop.tenancy.access import Actor, system_actor
+from omniloop.tenancy.models import ApiScope, Role
+from omniloop.tenancy.schemas import ApiKeyCreate, StaffCreate, StoreCreate
+
+CLI_ACTOR = "omniloop CLI"
+EXIT_BAD_INPUT = 2
+EXIT_DATABASE = 1
+
+app = typer.Typer(
+    help="omniloop: one customer across online and in-store; coupons, loyalty and the "
+         "measured marketing loop.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(no_args_is_help=True)
+tenant_app = typer.Typer(no_args_is_help=True)
+store_app = typer.Typer(no_args_is_help=True)
+staff_app = typer.Typer(no_args_is_help=True)
+apikey_app = typer.Typer(no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(store_app, name="store")
+app.add_typer(staff_app, name="staff")
+app.add_typer(apikey_app, name="apikey")
+
+
+@app.callback()
+def main(database_url: Annotated[str | None, typer.Option(
+        "--database-url", metavar="URL",
+        help="SQLAlchemy URL of the database to use instead of the configured one "
+             "(OMNILOOP_DATABASE_URL, else the SQLite file in the data directory).")] = None,
+         ) -> None:
+    if database_url:
+        set_database(Database(database_url))
+
+
+@db_app.callback()
+def db_group() -> None:
+    """The database schema."""
+
+
+@tenant_app.callback()
+def tenant_group() -> None:
+    """Brands (tenants)."""
+
+
+@store_app.callback()
+def store_group() -> None:
+    """Stores of a brand."""
+
+
+@staff_app.callback()
+def staff_group() -> None:
+    """Staff accounts of a brand (admin and POS sign-in)."""
+
+
+@apikey_app.callback()
+def apikey_group() -> None:
+    """API keys of a brand."""
+
+
+# --- errors and units of work -------------------------------------------------------------
+
+
+def _fail(code: str, message: str, status: int = EXIT_BAD_INPUT) -> NoReturn:
+    typer.echo(f"error: {code}: {message}", err=True)
+    raise typer.Exit(status)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error.get("loc", ())) or "value"
+        problems.append(f"invalid value for '{field}': {error.get('msg', 'invalid')}")
+    return "; ".join(problems)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn domain, validation and database-setup errors into one line on stderr."""
+    try:
+        yield
+    except OmniloopError as exc:
+        _fail(exc.code, str(exc))
+    except ValidationError as exc:
+        _fail(ValidationFailed.code, _describe(exc))
+    except (OperationalError, ProgrammingError) as exc:
+        reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+        _fail("database_error", f"{reason} (is the database reachable and set up? "
+                                f"run 'omniloop init' or 'omniloop db upgrade')",
+              EXIT_DATABASE)
+
+
+@contextmanager
+def _unit_of_work() -> Iterator[Session]:
+    """One transaction for the whole command: committed at the end, rolled back on error."""
+    with _errors(), get_database().unit_of_work() as session:
+        yield session
+
+
+def _actor(session: Session, slug: str) -> Actor:
+    return system_actor(tenants.get_tenant_by_slug(session, slug).id, CLI_ACTOR)
+
+
+def _choice(kind: str, value: str, choices: type[Role] | type[ApiScope]) -> str:
+    normalized = value.strip().lower().replace("-", "_")
+    allowed = [choice.value for choice in choices]
+    if normalized not in allowed:
+        raise ValidationFailed(f"Unknown {kind} '{value}': use one of {', '.join(allowed)}.")
+    return normalized
+
+
+def _database_location(database: Database) -> str:
+    url = database.engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return str(Path(url.database or "").resolve())
+    return url.render_as_string(hide_password=True)
+
+
+def _migrate() -> Database:
+    database = get_database()
+    with _errors():
+        upgrade(database.engine)
+    return database
+
+
+def _serve(host: str, port: int) -> None:
+    import uvicorn
+
+    typer.echo(f"Serving on http://{host}:{port}/admin (Ctrl+C stops)")
+    uvicorn.run("omniloop.app:create_app", factory=True, host=host, port=port)
+
+
+def _admin_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/admin"
+
+
+HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+TenantOption = Annotated[str, typer.Option("--tenant", metavar="SLUG",
+                                           help="Brand code (slug) of the brand.")]
+
+
+# --- set-up and serving ----------------------------------------------------------------------
+
+
+@app.command()
+def init() -> None:
+    """Create the data directory, bring the database schema up to date, ensure a secret key."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = _migrate()
+    settings.resolved_secret_key()
+    key_source = ("OMNILOOP_SECRET_KEY" if settings.secret_key
+                  else str((settings.data_dir / "secret_key").resolve()))
+    typer.echo(f"Data directory: {settings.data_dir.resolve()}")
+    typer.echo(f"Database:       {_database_location(database)} (schema up to date)")
+    typer.echo(f"Secret key:     {key_source}")
+    typer.echo("Next: 'omniloop demo --serve' for a demo brand, or 'omniloop tenant create'.")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending schema migration."""
+    database = _migrate()
+    typer.echo(f"Database schema up to date: {_database_location(database)}")
+
+
+@app.command()
+def serve(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Bring the schema up to date, then serve the admin, pages and API."""
+    _migrate()
+    _serve(host, port)
+
+
+@app.command()
+def demo(serve: Annotated[bool, typer.Option("--serve", help="Serve afterwards.")] = False,
+         host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Load the demo brand (a Taipei café chain) and print its admin sign-ins.
+
+    Safe to run again: what exists is kept, nothing is duplicated.
+    """
+    from omniloop.demo import load_demo
+
+    _migrate()
+    with _unit_of_work() as session:
+        result = load_demo(session)
+    counts = ", ".join(f"{n} {kind}" for kind, n in result.counts.items())
+    added = ", ".join(f"{n} {kind}" for kind, n in result.created.items() if n)
+    typer.echo(f"Demo brand: {result.name} (brand code: {result.slug})")
+    typer.echo(f"  {counts}; " + (f"added now: {added}" if added else "nothing new to add"))
+    typer.echo("")
+    typer.echo(f"Admin: {_admin_url(host, port)}")
+    typer.echo(f"  brand code: {result.slug}")
+    typer.echo(f"  password:   {result.password}   (every demo account; a demo, not a secret)")
+    shown: set[Role] = set()
+    for login in result.logins:
+        if login.role in shown:
+            continue
+        shown.add(login.role)
+        where = f"  ({', '.join(login.store_codes)})" if login.store_codes else ""
+        typer.echo(f"  {login.role.value:<14} {login.email}{where}")
+    if serve:
+        typer.echo("")
+        _serve(host, port)
+
+
+# --- brands, stores, staff, API keys ---------------------------------------------------------
+
+
+@tenant_app.command("create")
+def tenant_create(
+        slug: Annotated[str, typer.Option(help="Brand code: 2–40 lowercase letters, digits "
+                                               "or '-'.")],
+        name: Annotated[str, typer.Option(help="Brand name, as customers see it.")],
+        currency: Annotated[str | None, typer.Option(help="ISO 4217 code [default: TWD].")
+                            ] = None,
+        timezone: Annotated[str | None, typer.Option(help="IANA time zone "
+                                                          "[default: Asia/Taipei].")] = None,
+        locale: Annotated[str | None, typer.Option(help="zh_TW or en [default: zh_TW].")
+                          ] = None) -> None:
+    """Create a brand. Prints its id on the last line."""
+    with _unit_of_work() as session:
+        tenant = tenants.create_tenant(session, slug=slug, name=name, currency=currency,
+                                       timezone=timezone, locale=locale)
+        summary = (f"Created brand {tenant.slug} ({tenant.name}): {tenant.currency}, "
+                   f"{tenant.timezone}, {tenant.locale}")
+        tenant_id = tenant.id
+    typer.echo(summary)
+    typer.echo(tenant_id)
+
+
+@store_app.command("create")
+def store_create(
+        tenant: TenantOption,
+        code: Annotated[str, typer.Option(help="Store code, unique in the brand "
+                                               "(e.g. TPE-XINYI).")],
+        name: Annotated[str, typer.Option(help="Store name.")],
+        address: Annotated[str, typer.Option(help="Postal address.")] = "",
+        lat: Annotated[float | None, typer.Option(help="Latitude (-90…90).")] = None,
+        lng: Annotated[float | None, typer.Option(help="Longitude (-180…180).")] = None,
+        phone: Annotated[str, typer.Option(help="Phone number, e.g. 02-2345-6789.")] = "",
+) -> None:
+    """Create a store. Prints its id on the last line."""
+    with _unit_of_work() as session:
+        actor = _actor(session, tenant)
+        store = stores.create_store(session, actor, StoreCreate.model_validate({
+            "code": code, "name": name, "address": address, "latitude": lat, "longitude": lng,
+            "phone": phone}))
+        summary = f"Created store {store.code} ({store.name}) in brand {tenant}"
+        store_id = store.id
+    typer.echo(summary)
+    typer.echo(store_id)
+
+
+def _read_password(password: str | None, from_stdin: bool) -> str:
+    if password is not None:
+        return password
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@staff_app.command("create")
+def staff_create(
+        tenant: TenantOption,
+        email: Annotated[str, typer.Option(help="Sign-in e-mail.")],
+        name: Annotated[str, typer.Option(help="Full name.")],
+        role: Annotated[str, typer.Option(help="owner, marketer, store_manager or cashier.")],
+        store: Annotated[list[str] | None, typer.Option(
+            "--store", metavar="CODE",
+            help="A store they work in (repeatable); required for store managers and "
+                 "cashiers.")] = None,
+        password: Annotated[str | None, typer.Option(
+            help="Password (10+ characters). Visible in the shell history: prefer the "
+                 "prompt or --password-stdin.")] = None,
+        password_stdin: Annotated[bool, typer.Option(
+            "--password-stdin", help="Read the password from the first line of stdin.")
+                                  ] = False,
+) -> None:
+    """Create a staff account. Asks for the password unless given. Prints its id last."""
+    with _errors():
+        chosen = Role(_choice("role", role, Role))
+    secret = _read_password(password, password_stdin)
+    with _unit_of_work() as session:
+        actor = _actor(session, tenant)
+        store_ids = [stores.get_store_by_code(session, actor, code).id for code in store or []]
+        member = staff.create_staff(session, actor, StaffCreate(
+            email=email, name=name, password=secret, role=chosen, store_ids=store_ids))
+        summary = (f"Created {member.role.value} {member.email} in brand {tenant}"
+                   + (f" for stores {', '.join(c.upper() for c in store or [])}"
+                      if store_ids else ""))
+        staff_id = member.id
+    typer.echo(summary)
+    typer.echo(staff_id)
+
+
+@apikey_app.command("create")
+def apikey_create(
+        tenant: TenantOption,
+        name: Annotated[str, typer.Option(help="What the key is for, e.g. 'POS 信義店'.")],
+        scope: Annotated[list[str], typer.Option(
+            "--scope", metavar="SCOPE", help="pos, ingest or admin (repeatable).")],
+        store: Annotated[str | None, typer.Option(
+            "--store", metavar="CODE", help="Bind the key to this one store.")] = None,
+) -> None:
+    """Create an API key. The key is printed once, alone on the last line."""
+    with _unit_of_work() as session:
+        scopes = [ApiScope(_choice("scope", s, ApiScope)) for s in scope]
+        actor = _actor(session, tenant)
+        store_id = stores.get_store_by_code(session, actor, store).id if store else None
+        key, secret = apikeys.create_api_key(session, actor, ApiKeyCreate(
+            name=name, scopes=scopes, store_id=store_id))
+        summary = (f"Created API key {key.name} ({key.key_prefix}…) in brand {tenant}, "
+                   f"scopes {', '.join(key.scopes)}"
+                   + (f", store {store.upper()}" if store else ""))
+    typer.echo(summary)
+    typer.echo("The key is shown only now; store it safely:")
+    typer.echo(secret)
+
+
+if __name__ == "__main__":
+    app()

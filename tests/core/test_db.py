@@ -1,0 +1,56 @@
+"""The database layer: pragmas, migrations matching the models, commit-at-the-edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from omniloop.core.db import Database
+from omniloop.core.migrate import downgrade, upgrade
+from omniloop.models import Base
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    with db.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+    db.dispose()
+
+
+def test_migrations_produce_exactly_the_models(database: Database) -> None:
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == []
+
+
+def test_every_table_leads_with_tenant_id(database: Database) -> None:
+    inspector = inspect(database.engine)
+    for table in Base.metadata.sorted_tables:
+        if table.name == "tenants":
+            continue
+        primary_key = inspector.get_pk_constraint(table.name)["constrained_columns"]
+        assert primary_key[0] == "tenant_id", table.name
+
+
+def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/roundtrip.db")
+    upgrade(db.engine)
+    assert "stores" in inspect(db.engine).get_table_names()
+    downgrade(db.engine, "base")
+    assert "stores" not in inspect(db.engine).get_table_names()
+    upgrade(db.engine)
+    assert "stores" in inspect(db.engine).get_table_names()
+    db.dispose()
+
+
+def test_foreign_keys_are_enforced(database: Database) -> None:
+    with pytest.raises(Exception, match="(?i)foreign key"), database.unit_of_work() as session:
+        session.execute(text(
+            "INSERT INTO staff_stores (tenant_id, staff_id, store_id) VALUES ('t', 's', 'x')"))
