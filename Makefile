@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test test-sqlite test-postgres lint bench install clean
 
@@ -11,10 +12,14 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
+
+install: $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/omniloop demo --serve
@@ -23,10 +28,10 @@ demo: $(STAMP)
 # OMNILOOP_TEST_DATABASE_URL points at one (.ci/run sets it).
 test: lint test-sqlite test-postgres
 
-test-sqlite: $(STAMP)
-	$(BIN)/pytest -q
+test-sqlite: $(TEST_STAMP)
+	env -u OMNILOOP_TEST_DATABASE_URL $(BIN)/pytest -q
 
-test-postgres: $(STAMP)
+test-postgres: $(TEST_STAMP)
 	@if [ -n "$$OMNILOOP_TEST_DATABASE_URL" ]; then \
 		echo "== PostgreSQL pass =="; \
 		$(BIN)/pytest -q -m 'not browser'; \
@@ -34,11 +39,11 @@ test-postgres: $(STAMP)
 		echo "OMNILOOP_TEST_DATABASE_URL not set: PostgreSQL pass skipped"; \
 	fi
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

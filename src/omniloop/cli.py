@@ -92,8 +92,9 @@ def _fail(code: str, message: str, status: int = EXIT_BAD_INPUT) -> NoReturn:
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error.get("loc", ())) or "value"
-        problems.append(f"invalid value for '{field}': {error.get('msg', 'invalid')}")
+        field = ".".join(str(part) for part in error.get("loc", ()))
+        message = str(error.get("msg", "invalid"))
+        problems.append(f"invalid value for '{field}': {message}" if field else message)
     return "; ".join(problems)
 
 
@@ -211,8 +212,10 @@ def demo(serve: Annotated[bool, typer.Option("--serve", help="Serve afterwards."
     with _unit_of_work() as session:
         result = load_demo(session)
     counts = ", ".join(f"{n} {kind}" for kind, n in result.counts.items())
-    added = ", ".join(f"{n} {kind}" for kind, n in result.created.items() if n)
-    typer.echo(f"Demo brand: {result.name} (brand code: {result.slug})")
+    added = ", ".join(f"{result.created[kind]} {kind}" for kind in result.counts
+                      if result.created.get(kind))
+    new = " (created now)" if result.created.get("brand") else ""
+    typer.echo(f"Demo brand: {result.name} (brand code: {result.slug}){new}")
     typer.echo(f"  {counts}; " + (f"added now: {added}" if added else "nothing new to add"))
     typer.echo("")
     typer.echo(f"Admin: {_admin_url(host, port)}")

@@ -20,7 +20,8 @@ def make_tenant(session: Session, slug: str | None = None, name: str = "Bean Hou
     return tenant
 
 
-def make_store(session: Session, tenant: Tenant, code: str | None = None, **fields: object) -> Store:
+def make_store(session: Session, tenant: Tenant, code: str | None = None,
+               **fields: object) -> Store:
     values: dict[str, object] = {"code": code or f"S{next(_seq):03d}", "name": "信義店",
                                  "address": "台北市信義區松壽路 11 號",
                                  "latitude": 25.0360, "longitude": 121.5670}

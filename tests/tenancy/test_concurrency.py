@@ -79,7 +79,8 @@ def test_parallel_wrong_passwords_lock_once(database: Database, session: Session
     assert not [o for o in outcomes if o.startswith("crash")], outcomes
     fresh(session)
     member = session.get(StaffUser, (tenant.id, owner.id))
-    assert member is not None and member.locked_until is not None
+    assert member is not None
+    assert member.locked_until is not None
     locks = session.scalar(select(func.count()).select_from(AuditEntry)
                            .where(AuditEntry.action == "staff.locked"))
     assert locks == 1

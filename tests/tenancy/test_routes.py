@@ -92,7 +92,8 @@ def test_revoked_key_is_401(client: TestClient, admin_key: str) -> None:
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "api_key_revoked"
     assert len(keys) == 1  # the listing never contains secrets
-    assert "key" not in keys[0] and "key_digest" not in keys[0]
+    assert "key" not in keys[0]
+    assert "key_digest" not in keys[0]
 
 
 def test_other_tenants_ids_answer_404(client: TestClient, session: Session,
@@ -212,7 +213,8 @@ def test_staff_rules(client: TestClient, admin_key: str, session: Session) -> No
     assert created.status_code == 201, created.text
     assert created.json()["email"] == "amy@bean.tw"
     assert created.json()["store_ids"] == [store["id"]]
-    assert "password" not in created.text and "argon2" not in created.text
+    assert "password" not in created.text
+    assert "argon2" not in created.text
     dup = client.post("/api/v1/staff", json=cashier | {"store_ids": [store["id"]]},
                       headers=bearer(admin_key))
     assert dup.status_code == 409
@@ -266,3 +268,24 @@ def test_last_used_is_recorded(client: TestClient, admin_key: str, session: Sess
     client.get("/api/v1/me", headers=bearer(admin_key))
     fresh(session)
     assert session.scalars(select(ApiKey)).one().last_used_at is not None
+
+
+@pytest.mark.parametrize("field", ["name", "address", "phone", "opening_hours", "active"])
+def test_patch_null_for_required_field_is_422(client: TestClient, admin_key: str,
+                                              session: Session, field: str) -> None:
+    store = client.post("/api/v1/stores", json=store_body(), headers=bearer(admin_key)).json()
+    response = client.patch(f"/api/v1/stores/{store['id']}", json={field: None},
+                            headers=bearer(admin_key))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
+    fresh(session)
+    assert session.scalars(select(Store)).one().name == "信義店"
+
+
+def test_patch_staff_null_is_422(client: TestClient, admin_key: str) -> None:
+    owner = client.post("/api/v1/staff", headers=bearer(admin_key), json={
+        "email": "o@bean.tw", "name": "O", "password": "long enough pw", "role": "owner"}).json()
+    for field in ("name", "role", "active", "store_ids", "password"):
+        response = client.patch(f"/api/v1/staff/{owner['id']}", json={field: None},
+                                headers=bearer(admin_key))
+        assert response.status_code == 422, (field, response.text)

@@ -29,7 +29,8 @@ def test_login_then_dashboard(client: TestClient, session: Session) -> None:
     assert response.headers["location"] == "/admin"
     page = client.get("/admin")
     assert page.status_code == 200
-    assert "豆留森林" in page.text and "總覽" in page.text
+    assert "豆留森林" in page.text
+    assert "總覽" in page.text
     assert 'lang="zh-Hant-TW"' in page.text
     fresh(session)
     assert session.get(StaffUser, (tenant.id, owner.id)).last_login_at is not None  # type: ignore[union-attr]
@@ -41,7 +42,8 @@ def test_wrong_password_is_401_and_generic(client: TestClient, session: Session)
     wrong = login(client, "owner@bean.tw", "not the password")
     unknown = login(client, "nobody@bean.tw", "not the password")
     assert wrong.status_code == unknown.status_code == 401
-    assert "電子郵件或密碼不正確" in wrong.text and "電子郵件或密碼不正確" in unknown.text
+    assert "電子郵件或密碼不正確" in wrong.text
+    assert "電子郵件或密碼不正確" in unknown.text
     assert client.get("/admin", follow_redirects=False).status_code == 303
 
 
@@ -161,7 +163,8 @@ def test_language_switch_is_remembered(client: TestClient, session: Session) -> 
     make_staff(session, tenant, email="owner@bean.tw")
     login(client, "owner@bean.tw")
     english = client.get("/admin?lang=en")
-    assert "Overview" in english.text and 'lang="en"' in english.text
+    assert "Overview" in english.text
+    assert 'lang="en"' in english.text
     assert "Overview" in client.get("/admin").text
     assert "總覽" in client.get("/admin?lang=zh-TW").text
 

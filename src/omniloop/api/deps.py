@@ -17,7 +17,6 @@ from omniloop.core.errors import AuthRequired
 from omniloop.tenancy.access import Actor
 from omniloop.tenancy.apikeys import authenticate_api_key
 
-
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

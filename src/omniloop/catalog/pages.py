@@ -12,7 +12,7 @@ from itertools import groupby
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, status
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from omniloop.api.deps import SessionDep
@@ -20,15 +20,18 @@ from omniloop.catalog import service
 from omniloop.catalog.errors import SkuTaken
 from omniloop.catalog.models import Product
 from omniloop.catalog.schemas import MAX_PRICE_MINOR, ProductCreate, ProductUpdate
+from omniloop.core.clock import as_utc
 from omniloop.core.errors import N_
 from omniloop.core.i18n import gettext
 from omniloop.core.money import minor_digits, to_major, to_minor
 from omniloop.tenancy.access import Permission
 from omniloop.web.auth import Admin, AdminContext, CsrfChecked
+from omniloop.web.forms import flash_message, redirect_done, refused, register_flash
 from omniloop.web.nav import NavItem, register
 from omniloop.web.templating import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+register_flash("product_saved", N_("Product saved."))
 
 register(NavItem("products", N_("Products"), "/admin/products", Permission.catalog_read, 15))
 
@@ -71,12 +74,17 @@ def _form_values(sku: str, name: str, category: str, price: str, active: bool) -
     return {"sku": sku, "name": name, "category": category, "price": price, "active": active}
 
 
+def _field_error(field: str) -> str:
+    message = FIELD_ERRORS.get(field) or FIELD_ERRORS["name"]
+    return gettext(message)
+
+
 def _validate(values: dict[str, Any], currency: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The form's fields as a product body, and a translated message per invalid field."""
     errors: dict[str, str] = {}
     price_minor = _parse_price(values["price"], currency)
     if price_minor is None:
-        errors["price"] = gettext(FIELD_ERRORS["price"])
+        errors["price"] = _field_error("price")
     body = {"sku": values["sku"], "name": values["name"], "category": values["category"],
             "price_minor": price_minor if price_minor is not None else 0,
             "active": values["active"]}
@@ -85,7 +93,7 @@ def _validate(values: dict[str, Any], currency: str) -> tuple[dict[str, Any], di
     except ValidationError as exc:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "name"
-            errors.setdefault(field, gettext(FIELD_ERRORS.get(field, FIELD_ERRORS["name"])))
+            errors.setdefault(field, _field_error(field))
     return body, errors
 
 
@@ -99,23 +107,22 @@ def _form_page(admin: AdminContext, session: SessionDep, *, values: dict[str, An
 
 def _reject(admin: AdminContext, session: SessionDep, values: dict[str, Any],
             product: Product | None, error: SkuTaken) -> Response:
-    if not session.is_active:  # a concurrent insert failed the flush: start clean
-        session.rollback()
-    message = gettext(error.msgid).format(**error.params)
+    message = refused(session, error)
     return _form_page(admin, session, values=values, errors={"sku": message}, product=product,
                       status_code=error.status)
 
 
 @router.get("/products")
-def product_list(admin: Admin, session: SessionDep, saved: str | None = None) -> Response:
+def product_list(admin: Admin, session: SessionDep, done: str | None = None) -> Response:
     products = service.list_products(session, admin.actor)
     groups = [(category, list(items))
               for category, items in groupby(products, key=lambda p: p.category)]
-    flash = gettext("Product saved.") if saved else None
+    # Categories in the order the brand set them up (its menu order), not by code point.
+    groups.sort(key=lambda group: (min(as_utc(p.created_at) for p in group[1]), group[0]))
     return render(admin.request, "admin/products.html", admin.template_values(
         "products", groups=groups, total=len(products),
         active_count=sum(1 for p in products if p.active),
-        can_manage=admin.actor.can(Permission.catalog_manage), flash=flash))
+        can_manage=admin.actor.can(Permission.catalog_manage), flash=flash_message(done)))
 
 
 @router.get("/products/new")
@@ -137,11 +144,10 @@ def create_product(admin: Admin, session: SessionDep, sku: FormText = "", name: 
         return _form_page(admin, session, values=values, errors=errors, product=None,
                           status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     try:
-        product = service.create_product(session, admin.actor, ProductCreate.model_validate(body))
+        service.create_product(session, admin.actor, ProductCreate.model_validate(body))
     except SkuTaken as exc:
         return _reject(admin, session, values, None, exc)
-    return RedirectResponse(f"/admin/products?saved={product.id}",
-                            status_code=status.HTTP_303_SEE_OTHER)
+    return redirect_done("/admin/products", "product_saved")
 
 
 @router.get("/products/{product_id}/edit")
@@ -171,5 +177,4 @@ def update_product(product_id: str, admin: Admin, session: SessionDep, sku: Form
                                ProductUpdate.model_validate(body))
     except SkuTaken as exc:
         return _reject(admin, session, values, product, exc)
-    return RedirectResponse(f"/admin/products?saved={product.id}",
-                            status_code=status.HTTP_303_SEE_OTHER)
+    return redirect_done("/admin/products", "product_saved")

@@ -24,7 +24,7 @@ def list_products(actor: ApiActor, session: SessionDep,
                                               description="Only active (true) or inactive "
                                                           "(false) products.")
                   ) -> list[ProductOut]:
-    """The brand's products, ordered by category and name. Any scope may read them."""
+    """The brand's products, ordered by category and SKU. Any scope may read them."""
     currency = _currency(session, actor.tenant_id)
     return [ProductOut.of(p, currency)
             for p in service.list_products(session, actor, category=category, active=active)]

@@ -28,14 +28,18 @@ def _snapshot(product: Product) -> dict[str, Any]:
 
 def list_products(session: Session, actor: Actor, *, category: str | None = None,
                   active: bool | None = None) -> list[Product]:
-    """Products ordered by category, then name; optionally one category or one state."""
+    """Products ordered by category, then SKU; optionally one category or one state.
+
+    SKU rather than name: code-point order of Chinese names means nothing to a reader, while
+    SKUs are usually built to sort (CF-…, TEA-…).
+    """
     actor.require(Permission.catalog_read)
     query = select(Product).where(Product.tenant_id == actor.tenant_id)
     if category is not None:
         query = query.where(Product.category == category.strip())
     if active is not None:
         query = query.where(Product.active.is_(active))
-    return list(session.scalars(query.order_by(Product.category, Product.name, Product.sku)))
+    return list(session.scalars(query.order_by(Product.category, Product.sku)))
 
 
 def list_categories(session: Session, actor: Actor) -> list[str]:

@@ -1,1 +1,1 @@
-"""Infrastructure every domain module shares: settings, database, errors, ids, clock, money, i18n."""
+"""Infrastructure every domain module shares: settings, database, errors, ids, clock, money."""

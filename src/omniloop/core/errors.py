@@ -25,12 +25,15 @@ class OmniloopError(Exception):
         self.params = params
         super().__init__(self.msgid.format(**params) if params else self.msgid)
 
-    def render(self, gettext: Any) -> dict[str, Any]:
+    def localized(self) -> str:
+        """The message in the current request's language, placeholders filled in."""
+        from omniloop.core.i18n import gettext
+
         text = gettext(self.msgid)
-        if self.params:
-            text = text.format(**self.params)
-        body: dict[str, Any] = {"code": self.code, "message": text}
-        return {"error": body}
+        return text.format(**self.params) if self.params else text
+
+    def render(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.localized()}}
 
 
 class BadRequest(OmniloopError):

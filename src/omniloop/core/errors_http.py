@@ -23,7 +23,6 @@ from omniloop.core.errors import (
     UnknownField,
     ValidationFailed,
 )
-from omniloop.core.i18n import gettext
 
 log = logging.getLogger("omniloop.errors")
 
@@ -61,7 +60,7 @@ def error_response(request: Request, error: OmniloopError,
         page = _page_renderer(request, error)
         if page is not None:
             return page
-    body = error.render(gettext)
+    body = error.render()
     if details:
         body["error"]["details"] = details
     return JSONResponse(body, status_code=error.status)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gettext as gettext_module
 from contextvars import ContextVar
-from functools import lru_cache
+from functools import cache
 from io import BytesIO
 from pathlib import Path
 
@@ -29,7 +29,7 @@ LANGUAGE_COOKIE = "omniloop_lang"
 current_locale: ContextVar[str] = ContextVar("current_locale", default=DEFAULT_LOCALE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(locale: str) -> gettext_module.NullTranslations:
     folder = LOCALE_DIR / locale / "LC_MESSAGES"
     if not folder.is_dir():

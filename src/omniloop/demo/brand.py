@@ -97,5 +97,5 @@ def load_brand(session: Session) -> BrandResult:
     products_created = _products(session, actor, tenant.currency)
     logins = [DemoLogin(s.role, s.email, s.name, s.store_codes) for s in data.STAFF]
     return BrandResult(tenant=tenant, logins=logins, created={
-        "tenants": int(tenant_created), "stores": stores_created, "staff": staff_created,
+        "brand": int(tenant_created), "stores": stores_created, "staff": staff_created,
         "products": products_created})

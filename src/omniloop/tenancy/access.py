@@ -14,7 +14,6 @@ from typing import Literal
 from omniloop.core.errors import N_, Forbidden, ScopeRequired
 from omniloop.tenancy.models import ApiScope, Role
 
-
 ROLE_LABELS: dict[Role, str] = {
     Role.owner: N_("Owner"),
     Role.marketer: N_("Marketer"),

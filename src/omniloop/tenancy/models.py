@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
-    Enum,
     CheckConstraint,
+    Enum,
     Float,
     ForeignKey,
     ForeignKeyConstraint,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from omniloop.api.deps import SessionDep
@@ -43,6 +43,7 @@ from omniloop.tenancy.schemas import (
     parse_day_ranges,
 )
 from omniloop.web.auth import Admin, AdminContext, CsrfChecked, sign_in
+from omniloop.web.forms import flash_message, redirect_done, refused, register_flash
 from omniloop.web.nav import NavItem, register
 from omniloop.web.templating import render
 
@@ -55,15 +56,11 @@ register(NavItem("audit", N_("Audit log"), "/admin/audit", Permission.audit_read
 
 AUDIT_PAGE_SIZE = 100
 
-# `?done=<key>` after a redirect shows one of these; unknown keys show nothing, so the query
-# string cannot put arbitrary text on the page.
-FLASHES: dict[str, str] = {
-    "store_created": N_("The store was created."),
-    "store_saved": N_("The store was saved."),
-    "staff_created": N_("The staff member was added."),
-    "staff_saved": N_("The staff member was saved."),
-    "key_revoked": N_("The API key was revoked."),
-}
+register_flash("store_created", N_("The store was created."))
+register_flash("store_saved", N_("The store was saved."))
+register_flash("staff_created", N_("The staff member was added."))
+register_flash("staff_saved", N_("The staff member was saved."))
+register_flash("key_revoked", N_("The API key was revoked."))
 
 WEEKDAY_LABELS: dict[str, str] = {
     "mon": N_("Monday"), "tue": N_("Tuesday"), "wed": N_("Wednesday"),
@@ -110,15 +107,6 @@ API_KEY_FIELD_ERRORS: dict[str, str] = {
 }
 
 
-def _flash(done: str | None) -> str | None:
-    return gettext(FLASHES[done]) if done in FLASHES else None
-
-
-def _error_text(error: OmniloopError) -> str:
-    text = gettext(error.msgid)
-    return text.format(**error.params) if error.params else text
-
-
 def _field_errors(exc: ValidationError, messages: dict[str, str],
                   model_field: str = "form") -> dict[str, str]:
     """One translated message per form field from a schema's validation errors."""
@@ -129,15 +117,6 @@ def _field_errors(exc: ValidationError, messages: dict[str, str],
         message = messages.get(field, N_("Some fields are missing or invalid."))
         errors.setdefault(field or model_field, gettext(message))
     return errors
-
-
-def _failed(session: Session) -> None:
-    """A service refused the change: drop anything it may have flushed before refusing."""
-    session.rollback()
-
-
-def _redirect(path: str, done: str) -> RedirectResponse:
-    return RedirectResponse(f"{path}?{urlencode({'done': done})}", status_code=303)
 
 
 # --- stores ---------------------------------------------------------------------------------
@@ -230,7 +209,7 @@ def store_list(admin: Admin, session: SessionDep, done: str | None = None) -> Re
              "hours_set": bool(s.opening_hours),
              "today": format_day_ranges(s.opening_hours.get(today, []))} for s in all_stores]
     return render(admin.request, "admin/stores.html", admin.template_values(
-        "stores", rows=rows, today_label=WEEKDAY_LABELS[today], flash=_flash(done),
+        "stores", rows=rows, today_label=WEEKDAY_LABELS[today], flash=flash_message(done),
         can_create=admin.actor.can(Permission.stores_create),
         can_edit=admin.actor.can(Permission.stores_update)))
 
@@ -250,10 +229,9 @@ def store_create(admin: Admin, session: SessionDep,
         try:
             stores.create_store(session, admin.actor, StoreCreate.model_validate(data))
         except StoreCodeTaken as exc:
-            _failed(session)
             return _store_form(admin, store=None, values=form.values(),
-                               errors={"code": _error_text(exc)}, status_code=exc.status)
-        return _redirect("/admin/stores", "store_created")
+                               errors={"code": refused(session, exc)}, status_code=exc.status)
+        return redirect_done("/admin/stores", "store_created")
     return _store_form(admin, store=None, values=form.values(), errors=errors, status_code=422)
 
 
@@ -274,7 +252,7 @@ def store_update(store_id: str, admin: Admin, session: SessionDep,
         values = form.values() | {"code": store.code}
         return _store_form(admin, store=store, values=values, errors=errors, status_code=422)
     stores.update_store(session, admin.actor, store.id, StoreUpdate.model_validate(data))
-    return _redirect("/admin/stores", "store_saved")
+    return redirect_done("/admin/stores", "store_saved")
 
 
 # --- staff ----------------------------------------------------------------------------------
@@ -312,10 +290,10 @@ def _staff_form(admin: AdminContext, session: Session, *, member: StaffUser | No
 
 def _staff_service_error(admin: AdminContext, session: Session, exc: OmniloopError, *,
                          member: StaffUser | None, values: dict[str, Any]) -> Response:
-    _failed(session)
     field = STAFF_ERROR_FIELDS.get(type(exc), "form")
+    message = refused(session, exc)
     return _staff_form(admin, session, member=member, values=values,
-                       errors={field: _error_text(exc)}, status_code=exc.status)
+                       errors={field: message}, status_code=exc.status)
 
 
 @router.get("/staff")
@@ -330,7 +308,7 @@ def staff_list(admin: Admin, session: SessionDep, done: str | None = None) -> Re
              "locked": m.locked_until is not None and as_utc(m.locked_until) > now}
             for m in members]
     return render(admin.request, "admin/staff.html", admin.template_values(
-        "staff", rows=rows, flash=_flash(done),
+        "staff", rows=rows, flash=flash_message(done),
         can_manage=admin.actor.can(Permission.staff_manage)))
 
 
@@ -356,7 +334,7 @@ def staff_create(admin: Admin, session: SessionDep,
         staff.create_staff(session, admin.actor, data)
     except (StaffEmailTaken, StoresRequired, StoreNotFound) as exc:
         return _staff_service_error(admin, session, exc, member=None, values=form.values())
-    return _redirect("/admin/staff", "staff_created")
+    return redirect_done("/admin/staff", "staff_created")
 
 
 @router.get("/staff/{staff_id}")
@@ -376,10 +354,12 @@ def staff_update(staff_id: str, admin: Admin, session: SessionDep,
     member = staff.get_staff(session, admin.actor, staff_id)
     values = form.values() | {"email": member.email}
     try:
-        data = StaffUpdate.model_validate({
-            "name": form.name, "role": form.role, "store_ids": form.store_ids,
-            "active": form.active, "password": form.password or None,
-            "locale": form.locale or None})
+        fields: dict[str, Any] = {"name": form.name, "role": form.role,
+                                  "store_ids": form.store_ids, "active": form.active,
+                                  "locale": form.locale or None}
+        if form.password:
+            fields["password"] = form.password
+        data = StaffUpdate.model_validate(fields)
     except ValidationError as exc:
         return _staff_form(admin, session, member=member, values=values,
                            errors=_field_errors(exc, STAFF_FIELD_ERRORS), status_code=422)
@@ -390,7 +370,7 @@ def staff_update(staff_id: str, admin: Admin, session: SessionDep,
     if member.id == admin.staff.id and member.active:
         # A new password ends every session of its owner; keep this one signed in.
         sign_in(admin.request, member)
-    return _redirect("/admin/staff", "staff_saved")
+    return redirect_done("/admin/staff", "staff_saved")
 
 
 # --- API keys -------------------------------------------------------------------------------
@@ -416,7 +396,7 @@ def api_key_list(admin: Admin, session: SessionDep, done: str | None = None) -> 
     keys = apikeys.list_api_keys(session, admin.actor)
     store_names = {s.id: s.name for s in stores.list_stores(session, admin.actor)}
     return render(admin.request, "admin/api_keys.html", admin.template_values(
-        "api_keys", keys=keys, store_names=store_names, flash=_flash(done)))
+        "api_keys", keys=keys, store_names=store_names, flash=flash_message(done)))
 
 
 @router.get("/api-keys/new")
@@ -440,9 +420,9 @@ def api_key_create(admin: Admin, session: SessionDep,
     try:
         key, secret = apikeys.create_api_key(session, admin.actor, data)
     except StoreNotFound as exc:
-        _failed(session)
+        message = refused(session, exc)
         return _api_key_form(admin, session, values=form.values(),
-                             errors={"store_id": _error_text(exc)}, status_code=exc.status)
+                             errors={"store_id": message}, status_code=exc.status)
     store = stores.get_store(session, admin.actor, key.store_id) if key.store_id else None
     return render(admin.request, "admin/api_key_created.html", admin.template_values(
         "api_keys", key=key, secret=secret, store=store), status_code=201)
@@ -451,26 +431,46 @@ def api_key_create(admin: Admin, session: SessionDep,
 @router.post("/api-keys/{key_id}/revoke", dependencies=[CsrfChecked])
 def api_key_revoke(key_id: str, admin: Admin, session: SessionDep) -> Response:
     apikeys.revoke_api_key(session, admin.actor, key_id)
-    return _redirect("/admin/api-keys", "key_revoked")
+    return redirect_done("/admin/api-keys", "key_revoked")
 
 
 # --- audit log ------------------------------------------------------------------------------
 
 def _compact(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
-                                                           separators=(", ", ": "))
+    if value is None or value == "":
+        text = "—"
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _details(entry: AuditEntry) -> list[tuple[str, str]]:
+def _readable(key: str, value: Any, store_names: dict[str, str]) -> Any:
+    """Store ids as store names, opening hours as `mon 07:30-21:00`; anything else as is."""
+    if key == "store_id" and isinstance(value, str):
+        return store_names.get(value, value)
+    if key == "store_ids" and isinstance(value, list):
+        return "、".join(store_names.get(v, str(v)) for v in value) or "—"
+    if key == "opening_hours" and isinstance(value, dict):
+        try:
+            return "; ".join(f"{day} {format_day_ranges(value[day])}"
+                             for day in WEEKDAYS if value.get(day)) or "—"
+        except (KeyError, TypeError):  # not the shape this page knows: show it raw
+            return value
+    return value
+
+
+def _details(entry: AuditEntry, store_names: dict[str, str]) -> list[tuple[str, str]]:
     """`field: value`, or `field: old → new` for the {field: [old, new]} of an update."""
     is_change = entry.action.endswith(".update")
     items = []
     for key, value in entry.details.items():
         if is_change and isinstance(value, list) and len(value) == 2:
-            items.append((key, f"{_compact(value[0], 40)} → {_compact(value[1], 40)}"))
+            old, new = (_readable(key, v, store_names) for v in value)
+            items.append((key, f"{_compact(old, 60)} → {_compact(new, 60)}"))
         else:
-            items.append((key, _compact(value)))
+            items.append((key, _compact(_readable(key, value, store_names), 120)))
     return items
 
 
@@ -482,7 +482,8 @@ def audit_log(admin: Admin, session: SessionDep, before: datetime | None = None)
     if len(entries) > AUDIT_PAGE_SIZE:
         entries = entries[:AUDIT_PAGE_SIZE]
         older = "/admin/audit?" + urlencode({"before": as_utc(entries[-1].at).isoformat()})
-    rows = [{"entry": e, "label": ACTION_LABELS.get(e.action), "details": _details(e)}
-            for e in entries]
+    store_names = {s.id: s.name for s in stores.list_stores(session, admin.actor)}
+    rows = [{"entry": e, "label": ACTION_LABELS.get(e.action),
+             "details": _details(e, store_names)} for e in entries]
     return render(admin.request, "admin/audit.html", admin.template_values(
         "audit", rows=rows, older=older, paged=before is not None))

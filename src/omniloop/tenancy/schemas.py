@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, EmailStr, Field, field_validator, model_validator
 
-from omniloop.core.schemas import RequestModel, ResponseModel
+from omniloop.core.schemas import PatchModel, RequestModel, ResponseModel
 from omniloop.tenancy.models import ApiScope, Role
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -82,8 +82,10 @@ class StoreCreate(StoreFields):
     code: StoreCode
 
 
-class StoreUpdate(RequestModel):
-    """Partial update: only the fields sent change."""
+class StoreUpdate(PatchModel):
+    """Partial update: only the fields sent change; coordinates can be cleared together."""
+
+    nullable = frozenset({"latitude", "longitude"})
 
     name: str | None = Field(default=None, min_length=1, max_length=120)
     address: str | None = Field(default=None, max_length=255)
@@ -117,7 +119,11 @@ class StaffCreate(RequestModel):
     locale: Literal["zh_TW", "en"] | None = None
 
 
-class StaffUpdate(RequestModel):
+class StaffUpdate(PatchModel):
+    """Partial update; `locale: null` returns the person to the browser's language."""
+
+    nullable = frozenset({"locale"})
+
     name: str | None = Field(default=None, min_length=1, max_length=120)
     role: Role | None = None
     store_ids: list[str] | None = None

@@ -141,7 +141,7 @@ def update_staff(session: Session, actor: Actor, staff_id: str, data: StaffUpdat
         staff.active = data.active
         if not data.active:
             staff.session_epoch += 1
-    if data.locale is not None:
+    if "locale" in data.model_fields_set:
         staff.locale = data.locale
     details: dict[str, Any] = {}
     if data.password is not None:
@@ -168,7 +168,6 @@ def authenticate(session: Session, tenant_id: str, email: str, password: str,
     on `InvalidCredentials` and `AccountLocked` rather than roll back. Counting and locking
     are single conditional UPDATEs, so parallel guesses cannot lose a count or lock twice.
     """
-    settings = get_settings()
     staff = session.scalar(select(StaffUser).where(StaffUser.tenant_id == tenant_id,
                                                    StaffUser.email == email.strip().lower()))
     now = utcnow()

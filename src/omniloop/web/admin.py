@@ -9,8 +9,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from omniloop.api.deps import SessionDep, client_ip
-from omniloop.core.errors import N_, OmniloopError
-from omniloop.core.i18n import LANGUAGE_COOKIE, gettext
+from omniloop.core.errors import N_
+from omniloop.core.i18n import LANGUAGE_COOKIE
 from omniloop.tenancy import apikeys, staff, stores, tenants
 from omniloop.tenancy.access import Permission
 from omniloop.tenancy.errors import AccountLocked, InvalidCredentials, TenantNotFound
@@ -65,7 +65,7 @@ def login(request: Request, session: SessionDep,
                                                client_ip(request))
     except (InvalidCredentials, AccountLocked, TenantNotFound) as exc:
         # A failed attempt is still committed: the failure count is what locks the account.
-        return _login_page(request, session, error=_message(exc), email=email, brand=brand,
+        return _login_page(request, session, error=exc.localized(), email=email, brand=brand,
                            next_path=next_path, status_code=exc.status)
     sign_in(request, member)
     response = RedirectResponse(next_path, status_code=303)
@@ -79,11 +79,6 @@ def _only_tenant(session: SessionDep) -> Tenant:
     if len(all_tenants) != 1:
         raise TenantNotFound()
     return all_tenants[0]
-
-
-def _message(error: OmniloopError) -> str:
-    text = gettext(error.msgid)
-    return text.format(**error.params) if error.params else text
 
 
 @router.post("/logout", dependencies=[CsrfChecked])

@@ -8,7 +8,6 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from omniloop.core.errors import OmniloopError
-from omniloop.core.i18n import gettext
 from omniloop.web.auth import LoginRequired
 from omniloop.web.templating import render
 
@@ -19,9 +18,6 @@ def render_page_error(request: Request, error: OmniloopError) -> Response | None
         if request.url.query:
             target += "?" + request.url.query
         return RedirectResponse(f"/admin/login?next={quote(target)}", status_code=303)
-    message = gettext(error.msgid)
-    if error.params:
-        message = message.format(**error.params)
     return render(request, "error.html",
-                  {"status": error.status, "code": error.code, "message": message},
+                  {"status": error.status, "code": error.code, "message": error.localized()},
                   status_code=error.status)

@@ -1,0 +1,169 @@
+"""The demo brand: realistic, complete, identical on every run, and safe to load twice."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from omniloop.catalog.models import Product
+from omniloop.core import security
+from omniloop.core.db import Session
+from omniloop.demo import DemoResult, load_demo
+from omniloop.tenancy import staff
+from omniloop.tenancy.models import AuditEntry, Role, StaffStore, StaffUser, Store, Tenant
+
+# Taipei City and New Taipei City, generously: every demo store must fall inside.
+LAT_RANGE, LNG_RANGE = (24.90, 25.25), (121.40, 121.65)
+
+
+# Every demo account has the same password. Hashing it once per test run (a real argon2id
+# hash, just with one salt) saves a quarter-second per account on a busy machine.
+_hash_once = cache(security.hash_password)
+
+
+@pytest.fixture(autouse=True)
+def _hash_demo_password_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(staff, "hash_password", _hash_once)
+
+
+def _load(session: Session) -> DemoResult:
+    result = load_demo(session)
+    session.commit()
+    return result
+
+
+def _snapshot(session: Session) -> dict[str, Any]:
+    """Everything the demo writes, without ids and timestamps, in a stable order."""
+    session.expire_all()
+    stores = {s.id: s.code for s in session.scalars(select(Store))}
+    assignments: dict[str, list[str]] = {}
+    for link in session.scalars(select(StaffStore)):
+        assignments.setdefault(link.staff_id, []).append(stores[link.store_id])
+    return {
+        "tenants": sorted((t.slug, t.name, t.currency, t.timezone, t.locale)
+                          for t in session.scalars(select(Tenant))),
+        "stores": sorted((s.code, s.name, s.address, s.latitude, s.longitude, s.phone,
+                          repr(sorted(s.opening_hours.items())), s.active)
+                         for s in session.scalars(select(Store))),
+        "staff": sorted((m.email, m.name, m.role.value, m.active,
+                         tuple(sorted(assignments.get(m.id, []))))
+                        for m in session.scalars(select(StaffUser))),
+        "products": sorted((p.sku, p.name, p.category, p.price_minor, p.active)
+                           for p in session.scalars(select(Product))),
+        "audit_entries": session.scalar(select(func.count()).select_from(AuditEntry)),
+    }
+
+
+def test_demo_brand_is_a_complete_taipei_cafe_chain(session: Session) -> None:
+    result = _load(session)
+
+    assert (result.slug, result.counts) == ("beanhouse", {"stores": 8, "staff": 11,
+                                                          "products": 31})
+    tenant = session.scalars(select(Tenant)).one()
+    assert (tenant.currency, tenant.timezone, tenant.locale) == ("TWD", "Asia/Taipei", "zh_TW")
+
+    stores = list(session.scalars(select(Store).order_by(Store.code)))
+    assert len(stores) == 8
+    assert len({s.code for s in stores}) == len({s.address for s in stores}) == 8
+    for store in stores:
+        assert re.fullmatch(r"(TPE|NTP)-[A-Z]+", store.code), store.code
+        assert store.address.split(" ")[1][:3] in ("台北市", "新北市"), store.address
+        assert store.latitude is not None
+        assert store.longitude is not None
+        assert LAT_RANGE[0] < store.latitude < LAT_RANGE[1], store.code
+        assert LNG_RANGE[0] < store.longitude < LNG_RANGE[1], store.code
+        assert re.fullmatch(r"02-\d{4}-\d{4}", store.phone), store.phone
+        assert set(store.opening_hours) == {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+    xinyi = next(s for s in stores if s.code == "TPE-XINYI")
+    assert "信義區" in xinyi.address
+    assert abs((xinyi.latitude or 0) - 25.035) < 0.01
+    closed_mondays = [s.code for s in stores if s.opening_hours["mon"] == []]
+    assert closed_mondays == ["NTP-TAMSUI"]
+    assert len({repr(s.opening_hours) for s in stores}) >= 5, "opening hours should vary"
+    assert any(s.opening_hours["mon"] != s.opening_hours["sat"] for s in stores)
+
+
+def test_demo_staff_cover_every_role_and_every_store(session: Session) -> None:
+    result = _load(session)
+    members = {m.email: m for m in session.scalars(select(StaffUser))}
+    roles = [m.role for m in members.values()]
+    assert {role: roles.count(role) for role in Role} == {
+        Role.owner: 1, Role.marketer: 1, Role.store_manager: 1, Role.cashier: 8}
+    assert "owner@beanhouse.demo" in members
+
+    store_codes = {s.id: s.code for s in session.scalars(select(Store))}
+    links: dict[str, set[str]] = {}
+    for link in session.scalars(select(StaffStore)):
+        links.setdefault(link.staff_id, set()).add(store_codes[link.store_id])
+    assert links[members["manager@beanhouse.demo"].id] == {"TPE-XINYI", "TPE-DAAN"}
+    cashier_stores = [links[m.id] for m in members.values() if m.role == Role.cashier]
+    assert all(len(s) == 1 for s in cashier_stores)
+    assert set().union(*cashier_stores) == set(store_codes.values())
+    assert {login.role for login in result.logins} == set(Role)
+    assert result.login_for("manager@beanhouse.demo").store_codes == ("TPE-XINYI", "TPE-DAAN")
+
+
+def test_demo_catalogue_has_categories_and_taiwan_prices(session: Session) -> None:
+    _load(session)
+    products = list(session.scalars(select(Product)))
+    assert 28 <= len(products) <= 34
+    assert {p.category for p in products} == {"咖啡", "茶飲", "輕食", "甜點", "咖啡豆", "周邊商品"}
+    by_sku = {p.sku: p for p in products}
+    assert by_sku["CF-LATTE"].price_minor == 13000  # NT$130, in minor units
+    for product in products:
+        assert product.price_minor % 100 == 0, "menu prices are whole dollars"
+        assert 5000 <= product.price_minor <= 100000, (product.sku, product.price_minor)
+    drinks = [p.price_minor for p in products if p.category in ("咖啡", "茶飲")]
+    beans = [p.price_minor for p in products if p.category == "咖啡豆"]
+    assert max(drinks) < min(beans)
+    assert [p.sku for p in products if not p.active] == ["CF-OSMANTHUS"]
+
+
+def test_loading_twice_changes_nothing(session: Session) -> None:
+    first = _load(session)
+    before = _snapshot(session)
+    assert first.created == {"brand": 1, "stores": 8, "staff": 11, "products": 31}
+
+    second = _load(session)
+    after = _snapshot(session)
+    assert after == before
+    assert second.created == {"brand": 0, "stores": 0, "staff": 0, "products": 0}
+    assert (second.tenant_id, second.counts) == (first.tenant_id, first.counts)
+
+
+def test_loading_completes_a_partial_demo_and_keeps_edits(session: Session) -> None:
+    _load(session)
+    latte = session.scalars(select(Product).where(Product.sku == "CF-LATTE")).one()
+    latte.price_minor = 13500  # edited in the admin since
+    session.delete(session.scalars(select(Product).where(Product.sku == "DS-CANELE")).one())
+    session.commit()
+
+    result = _load(session)
+    assert result.created["products"] == 1
+    assert result.counts["products"] == 31
+    session.refresh(latte)
+    assert latte.price_minor == 13500
+
+
+def test_the_owner_signs_in_with_the_printed_password(client: TestClient,
+                                                      session: Session) -> None:
+    result = _load(session)
+    login_page = client.get("/admin/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', login_page.text)
+    assert token
+    response = client.post("/admin/login", data={
+        "csrf_token": token.group(1), "email": "owner@beanhouse.demo",
+        "password": result.password, "brand": result.slug, "next": "/admin"},
+        follow_redirects=False)
+    assert response.status_code == 303, response.text
+    dashboard = client.get("/admin")
+    assert dashboard.status_code == 200
+    assert result.name in dashboard.text
+    products = client.get("/admin/products")
+    assert products.status_code == 200
+    assert "拿鐵" in products.text
