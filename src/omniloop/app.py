@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -11,7 +13,6 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.middleware.sessions import SessionMiddleware
-from swagger_ui_bundle import swagger_ui_path
 
 from omniloop import __version__
 from omniloop.api.router import api_router
@@ -21,6 +22,10 @@ from omniloop.core.middleware import LocaleMiddleware
 from omniloop.core.settings import get_settings
 from omniloop.web import STATIC_DIR
 from omniloop.web.router import web_router
+
+# Swagger UI 5 (needed for OpenAPI 3.1) as shipped inside the fastapi-offline wheel: served
+# from our own origin, so the docs work without internet.
+SWAGGER_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 
 API_DESCRIPTION = """
 The omniloop REST API. Authenticate with an API key: `Authorization: Bearer olk_…`.
@@ -62,7 +67,7 @@ def create_app() -> FastAPI:
     app.add_middleware(LocaleMiddleware, default_locale=settings.default_locale)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount("/api/v1/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.mount("/api/v1/docs-assets", StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets")
     app.include_router(api_router)
     app.include_router(web_router)
 
@@ -73,7 +78,7 @@ def create_app() -> FastAPI:
             title="omniloop API",
             swagger_js_url="/api/v1/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/api/v1/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/api/v1/docs-assets/favicon-32x32.png",
+            swagger_favicon_url="/api/v1/docs-assets/favicon.png",
         )
 
     @app.get("/healthz", tags=["health"], name="check")

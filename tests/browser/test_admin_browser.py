@@ -5,50 +5,14 @@ Screenshots go to `test-artifacts/` at the repository root, for people to look a
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
-from omniloop.core.db import Database, Session
+from omniloop.core.db import Session
 from omniloop.tenancy.models import Role
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
 from tests.tenancy.factories import PASSWORD, make_staff, make_store, make_tenant
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update"]
-
-
-@pytest.fixture
-def live_server(app: FastAPI, database: Database) -> Iterator[str]:
-    """The app on a free loopback port, in a background thread, on the test database."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
 
 @pytest.mark.skipif(not CHROMIUM.exists(),
                     reason="needs Debian's Chromium at /usr/bin/chromium (apt install chromium)")

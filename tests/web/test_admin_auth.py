@@ -178,3 +178,11 @@ def test_cashier_sees_only_permitted_nav(client: TestClient, session: Session) -
     assert page.status_code == 200
     assert "Active API keys" not in page.text
     assert 'href="/admin/api-keys"' not in page.text
+
+
+def test_pages_default_to_zh_tw_whatever_the_browser_says(client: TestClient) -> None:
+    page = client.get("/admin/login", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert "登入品牌管理後台" in page.text
+    assert "English" in page.text  # one click away
+    api = client.get("/api/v1/stores", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert api.json()["error"]["message"].startswith("Authentication is required")

@@ -14,11 +14,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omniloop.core.i18n import LANGUAGE_COOKIE, current_locale, negotiate, normalize_locale
 
+MACHINE_PATHS = ("/api/", "/webhooks/")
+
 
 class LocaleMiddleware:
-    """Chooses the language: `?lang=` (remembered in a cookie), the cookie, Accept-Language.
+    """Chooses the language of a request.
 
-    API clients get Accept-Language; people in a browser get what they last picked.
+    Pages: `?lang=` (remembered in a cookie), then that cookie, then the default (zh-TW): a
+    brand's staff see Traditional Chinese until they pick English, whatever the browser says.
+    API and webhook paths: `Accept-Language`, then the default, so integrators get messages in
+    the language they ask for.
     """
 
     def __init__(self, app: ASGIApp, default_locale: str) -> None:
@@ -41,8 +46,10 @@ class LocaleMiddleware:
                 jar = SimpleCookie()
             if LANGUAGE_COOKIE in jar:
                 cookie_locale = normalize_locale(jar[LANGUAGE_COOKIE].value)
-        locale = (chosen or cookie_locale or negotiate(headers.get("accept-language"))
-                  or self.default_locale)
+        if scope["path"].startswith(MACHINE_PATHS):
+            locale = negotiate(headers.get("accept-language")) or self.default_locale
+        else:
+            locale = chosen or cookie_locale or self.default_locale
         scope.setdefault("state", {})["locale"] = locale
         token = current_locale.set(locale)
 
