@@ -59,3 +59,15 @@ def test_translations_keep_format_placeholders() -> None:
 ])
 def test_accept_language_negotiation(header: str, expected: str | None) -> None:
     assert i18n.negotiate(header) == expected
+
+
+def test_catalogs_hold_no_stale_entries() -> None:
+    from babel.messages.pofile import read_po
+
+    used = set(extracted_msgids())
+    stale: list[str] = []
+    for po_file in sorted((i18n.LOCALE_DIR / "zh_TW" / "LC_MESSAGES").glob("*.po")):
+        with po_file.open("rb") as handle:
+            stale += [f"{po_file.name}: {m.id!r}" for m in read_po(handle)
+                      if m.id and m.id not in used]
+    assert not stale, "translations no code uses (remove them):\n" + "\n".join(stale)

@@ -289,3 +289,25 @@ def test_patch_staff_null_is_422(client: TestClient, admin_key: str) -> None:
         response = client.patch(f"/api/v1/staff/{owner['id']}", json={field: None},
                                 headers=bearer(admin_key))
         assert response.status_code == 422, (field, response.text)
+
+
+def test_audit_paging_keeps_entries_that_share_a_timestamp(
+        client: TestClient, admin_key: str, session: Session) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    for code in ("A1", "A2", "A3", "A4", "A5"):
+        client.post("/api/v1/stores", json=store_body(code=code), headers=bearer(admin_key))
+    same_moment = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    session.execute(update(AuditEntry).values(at=same_moment))
+    session.commit()
+    seen: list[str] = []
+    params: dict[str, str] = {"limit": "2"}
+    while True:
+        page = client.get("/api/v1/audit-log", params=params, headers=bearer(admin_key)).json()
+        if not page:
+            break
+        seen += [e["id"] for e in page]
+        params = {"limit": "2", "before": page[-1]["at"], "before_id": page[-1]["id"]}
+    assert len(seen) == len(set(seen)) == count(session, AuditEntry) == 6  # 5 stores + the key

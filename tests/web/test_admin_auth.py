@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
@@ -94,7 +95,7 @@ def test_logout_ends_every_copy_of_the_session(client: TestClient, session: Sess
     assert client.get("/admin", follow_redirects=False).status_code == 303
 
 
-def _signed_session(data: dict[str, object], age_seconds: int) -> str:
+def _signed_session(data: Mapping[str, object], age_seconds: int) -> str:
     class PastSigner(TimestampSigner):
         def get_timestamp(self) -> int:
             return int(time.time()) - age_seconds

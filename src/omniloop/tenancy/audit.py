@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from omniloop.core.db import Session
 from omniloop.tenancy.access import Actor, Permission
@@ -30,11 +30,17 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_entries(session: Session, actor: Actor, *, limit: int = 100,
-                 before: datetime | None = None, entity_type: str | None = None,
+                 before: datetime | None = None, before_id: str | None = None,
+                 entity_type: str | None = None,
                  entity_id: str | None = None) -> list[AuditEntry]:
+    """Newest first. Page with the last entry's (`at`, `id`) as (`before`, `before_id`):
+    entries sharing one timestamp are then neither skipped nor repeated."""
     actor.require(Permission.audit_read)
     query = select(AuditEntry).where(AuditEntry.tenant_id == actor.tenant_id)
-    if before is not None:
+    if before is not None and before_id is not None:
+        query = query.where(or_(AuditEntry.at < before,
+                                and_(AuditEntry.at == before, AuditEntry.id < before_id)))
+    elif before is not None:
         query = query.where(AuditEntry.at < before)
     if entity_type:
         query = query.where(AuditEntry.entity_type == entity_type)

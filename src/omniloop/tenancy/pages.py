@@ -475,13 +475,16 @@ def _details(entry: AuditEntry, store_names: dict[str, str]) -> list[tuple[str, 
 
 
 @router.get("/audit")
-def audit_log(admin: Admin, session: SessionDep, before: datetime | None = None) -> Response:
+def audit_log(admin: Admin, session: SessionDep, before: datetime | None = None,
+              before_id: str | None = None) -> Response:
     entries = audit.list_entries(session, admin.actor, limit=AUDIT_PAGE_SIZE + 1,
-                                 before=as_utc(before) if before else None)
+                                 before=as_utc(before) if before else None,
+                                 before_id=before_id)
     older = None
     if len(entries) > AUDIT_PAGE_SIZE:
         entries = entries[:AUDIT_PAGE_SIZE]
-        older = "/admin/audit?" + urlencode({"before": as_utc(entries[-1].at).isoformat()})
+        older = "/admin/audit?" + urlencode({"before": as_utc(entries[-1].at).isoformat(),
+                                             "before_id": entries[-1].id})
     store_names = {s.id: s.name for s in stores.list_stores(session, admin.actor)}
     rows = [{"entry": e, "label": ACTION_LABELS.get(e.action),
              "details": _details(e, store_names)} for e in entries]

@@ -48,7 +48,8 @@ def local_time(value: datetime | None, timezone: str, fmt: str = "short") -> str
 
 
 def lang_url(request: Request, locale: str) -> str:
-    params = dict(request.query_params)
+    """The current page in another language (without a one-time flash such as `done`)."""
+    params = {k: v for k, v in request.query_params.items() if k != "done"}
     params["lang"] = locale
     return f"{request.url.path}?{urlencode(params)}"
 
