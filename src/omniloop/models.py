@@ -2,6 +2,7 @@
 
 from omniloop.catalog import models as catalog_models
 from omniloop.core.db import Base
+from omniloop.customers import models as customers_models
 from omniloop.tenancy import models as tenancy_models
 
-__all__ = ["Base", "catalog_models", "tenancy_models"]
+__all__ = ["Base", "catalog_models", "customers_models", "tenancy_models"]

@@ -20,9 +20,12 @@ class OmniloopError(Exception):
     status: ClassVar[int] = 400
     message: ClassVar[str] = N_("The request could not be completed.")
 
-    def __init__(self, message: str | None = None, **params: Any) -> None:
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 **params: Any) -> None:
         self.msgid = message or self.message
         self.params = params
+        # The request field at fault (e.g. "identities.1.value"), for clients to point at.
+        self.field = field
         super().__init__(self.msgid.format(**params) if params else self.msgid)
 
     def localized(self) -> str:
@@ -33,7 +36,10 @@ class OmniloopError(Exception):
         return text.format(**self.params) if self.params else text
 
     def render(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.localized()}}
+        body: dict[str, Any] = {"code": self.code, "message": self.localized()}
+        if self.field:
+            body["field"] = self.field
+        return {"error": body}
 
 
 class BadRequest(OmniloopError):

@@ -38,6 +38,9 @@ class Permission(enum.StrEnum):
     audit_read = "audit.read"
     catalog_read = "catalog.read"
     catalog_manage = "catalog.manage"
+    customers_read = "customers.read"
+    customers_write = "customers.write"
+    customers_merge = "customers.merge"
     pos_use = "pos.use"
     ingest = "ingest"
 
@@ -46,20 +49,25 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.owner: frozenset(Permission),
     Role.marketer: frozenset({
         Permission.stores_read, Permission.staff_read, Permission.catalog_read,
-        Permission.catalog_manage, Permission.audit_read,
+        Permission.catalog_manage, Permission.audit_read, Permission.customers_read,
+        Permission.customers_write, Permission.customers_merge,
     }),
     Role.store_manager: frozenset({
         Permission.stores_read, Permission.stores_update, Permission.staff_read,
-        Permission.catalog_read, Permission.pos_use,
+        Permission.catalog_read, Permission.pos_use, Permission.customers_read,
+        Permission.customers_write,
     }),
-    Role.cashier: frozenset({Permission.stores_read, Permission.catalog_read, Permission.pos_use}),
+    Role.cashier: frozenset({Permission.stores_read, Permission.catalog_read, Permission.pos_use,
+                             Permission.customers_read, Permission.customers_write}),
 }
 
 SCOPE_PERMISSIONS: dict[ApiScope, frozenset[Permission]] = {
     ApiScope.admin: frozenset(Permission),
-    ApiScope.pos: frozenset({Permission.stores_read, Permission.catalog_read, Permission.pos_use}),
+    ApiScope.pos: frozenset({Permission.stores_read, Permission.catalog_read, Permission.pos_use,
+                             Permission.customers_read, Permission.customers_write}),
     ApiScope.ingest: frozenset({Permission.stores_read, Permission.catalog_read,
-                                Permission.ingest}),
+                                Permission.ingest, Permission.customers_read,
+                                Permission.customers_write}),
 }
 
 # Which scope an API key needs for a permission, to name it in the error.

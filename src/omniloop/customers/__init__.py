@@ -1,0 +1,1 @@
+"""One customer across every channel: profiles, identities, merges, consent, touchpoint events."""

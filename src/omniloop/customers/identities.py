@@ -1,0 +1,49 @@
+"""Normalising identity values, so one person's identifiers compare equal however written.
+
+Phones become E.164 (default region TW: 0912-345-678, 0912345678 and +886 912 345 678 are
+one number); e-mails are trimmed and lower-cased; other kinds are trimmed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+from omniloop.customers.errors import InvalidIdentity
+from omniloop.customers.models import IdentityKind
+
+DEFAULT_REGION = "TW"
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+_TOKEN = re.compile(r"^[\w.:@/+-]{1,128}$")
+
+
+def normalize_phone(value: str, region: str = DEFAULT_REGION) -> str:
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidIdentity(kind="phone", value=value) from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidIdentity(kind="phone", value=value)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize(kind: IdentityKind, value: str) -> str:
+    """The canonical form of `value`, or InvalidIdentity naming the kind and value."""
+    text = value.strip()
+    if kind is IdentityKind.phone:
+        return normalize_phone(text)
+    if kind is IdentityKind.email:
+        text = text.lower()
+        if len(text) > 254 or not _EMAIL.match(text):
+            raise InvalidIdentity(kind="email", value=value)
+        return text
+    if kind is IdentityKind.line:
+        # LINE user ids are 'U' + 32 lowercase hex digits, per the Messaging API.
+        if not _LINE_USER_ID.match(text):
+            raise InvalidIdentity(kind="line", value=value)
+        return text
+    if not _TOKEN.match(text):
+        raise InvalidIdentity(kind=kind.value, value=value)
+    return text
