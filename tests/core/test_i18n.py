@@ -27,11 +27,22 @@ def extracted_msgids() -> dict[str, str]:
     return found
 
 
+def translated_msgids() -> set[str]:
+    """Msgids with a non-empty zh-TW translation (which may equal the msgid, like 'LINE')."""
+    from babel.messages.pofile import read_po
+
+    found: set[str] = set()
+    for po_file in (i18n.LOCALE_DIR / "zh_TW" / "LC_MESSAGES").glob("*.po"):
+        with po_file.open("rb") as handle:
+            found |= {str(m.id) for m in read_po(handle) if m.id and m.string}
+    return found
+
+
 def test_every_msgid_has_a_zh_tw_translation() -> None:
     msgids = extracted_msgids()
     assert len(msgids) > 20, "extraction found suspiciously few strings"
-    catalog = i18n.translations("zh_TW")
-    missing = {m: where for m, where in msgids.items() if catalog.gettext(m) == m}
+    translated = translated_msgids()
+    missing = {m: where for m, where in msgids.items() if m not in translated}
     assert not missing, "untranslated (add to a .po under locale/zh_TW/LC_MESSAGES):\n" + "\n".join(
         f"  {where}: {m!r}" for m, where in sorted(missing.items(), key=lambda kv: kv[1]))
 
@@ -71,3 +82,23 @@ def test_catalogs_hold_no_stale_entries() -> None:
             stale += [f"{po_file.name}: {m.id!r}" for m in read_po(handle)
                       if m.id and m.id not in used]
     assert not stale, "translations no code uses (remove them):\n" + "\n".join(stale)
+
+
+def test_catalogs_agree_on_shared_msgids() -> None:
+    """The same English string in two module catalogs must have one translation; otherwise
+    whichever file loads last silently wins. Use a different msgid when meanings differ."""
+    from babel.messages.pofile import read_po
+
+    seen: dict[str, tuple[str, str]] = {}
+    conflicts: list[str] = []
+    for po_file in sorted((i18n.LOCALE_DIR / "zh_TW" / "LC_MESSAGES").glob("*.po")):
+        with po_file.open("rb") as handle:
+            for message in read_po(handle):
+                if not message.id:
+                    continue
+                msgid, text = str(message.id), str(message.string)
+                if msgid in seen and seen[msgid][1] != text:
+                    conflicts.append(f"{msgid!r}: {seen[msgid][0]}={seen[msgid][1]!r} vs "
+                                     f"{po_file.name}={text!r}")
+                seen.setdefault(msgid, (po_file.name, text))
+    assert not conflicts, "\n".join(conflicts)

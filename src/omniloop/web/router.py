@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse
 
 from omniloop.catalog import pages as catalog_pages
 from omniloop.core.errors_http import set_page_error_renderer
+from omniloop.customers import pages as customers_pages
 from omniloop.tenancy import pages as tenancy_pages
 from omniloop.web import admin
 from omniloop.web.errors import render_page_error
@@ -17,6 +18,7 @@ web_router = APIRouter(include_in_schema=False)
 web_router.include_router(admin.router)
 web_router.include_router(tenancy_pages.router)
 web_router.include_router(catalog_pages.router)
+web_router.include_router(customers_pages.router)
 
 
 @web_router.get("/")

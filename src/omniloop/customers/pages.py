@@ -1,0 +1,93 @@
+"""Admin pages of the customers module: search, and the customer 360 page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from omniloop.api.deps import SessionDep
+from omniloop.core.db import Session
+from omniloop.core.errors import N_
+from omniloop.customers import identify as identify_service
+from omniloop.customers.models import Customer, CustomerMerge, Gender, IdentityKind
+from omniloop.customers.profiles import get_customer, identities_of, profile_ids
+from omniloop.customers.search import search_customers
+from omniloop.customers.sections import ProfileSection, register_section, sections_for
+from omniloop.tenancy.access import Actor, Permission
+from omniloop.tenancy.stores import get_store
+from omniloop.web.auth import Admin, CsrfChecked
+from omniloop.web.forms import flash_message, redirect_done, register_flash
+from omniloop.web.nav import NavItem, register
+from omniloop.web.templating import render
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+register(NavItem("customers", N_("Customers"), "/admin/customers", Permission.customers_read, 5))
+register_flash("merge_undone", N_("The merge was undone: the two profiles are separate again."))
+
+IDENTITY_LABELS: dict[IdentityKind, str] = {
+    IdentityKind.phone: N_("Phone"),
+    IdentityKind.email: N_("E-mail"),
+    IdentityKind.line: N_("LINE"),
+    IdentityKind.pos_card: N_("Member card"),
+    IdentityKind.ecommerce: N_("Online shop"),
+    IdentityKind.device: N_("Device"),
+}
+GENDER_LABELS: dict[Gender, str] = {
+    Gender.female: N_("Female"), Gender.male: N_("Male"), Gender.other: N_("Other"),
+}
+
+
+def _identities_section(session: Session, actor: Actor, customer: Customer,
+                        ids: set[str]) -> dict[str, Any]:
+    return {"identities": identities_of(session, actor.tenant_id, customer.id),
+            "labels": IDENTITY_LABELS}
+
+
+def _merges_section(session: Session, actor: Actor, customer: Customer,
+                    ids: set[str]) -> dict[str, Any]:
+    merges: list[CustomerMerge] = identify_service.list_merges(session, actor, ids)
+    involved = {m.survivor_id for m in merges} | {m.merged_id for m in merges}
+    names = dict(session.execute(select(Customer.id, Customer.name).where(
+        Customer.tenant_id == actor.tenant_id, Customer.id.in_(involved))).all())
+    return {"merges": merges, "names": names,
+            "can_undo": actor.can(Permission.customers_merge)}
+
+
+register_section(ProfileSection("identities", N_("Identities"), "admin/sections/identities.html",
+                                10, _identities_section))
+register_section(ProfileSection("merges", N_("Merge history"), "admin/sections/merges.html",
+                                90, _merges_section))
+
+
+@router.get("/customers")
+def customer_search(admin: Admin, session: SessionDep, q: str = "") -> Response:
+    results = search_customers(session, admin.actor, q[:254])
+    identities = {c.id: identities_of(session, admin.actor.tenant_id, c.id) for c in results}
+    return render(admin.request, "admin/customers.html", admin.template_values(
+        "customers", q=q, results=results, identities=identities, labels=IDENTITY_LABELS))
+
+
+@router.get("/customers/{customer_id}")
+def customer_profile(customer_id: str, admin: Admin, session: SessionDep,
+                     done: str | None = None) -> Response:
+    customer = get_customer(session, admin.actor, customer_id)
+    if customer.id != customer_id:  # a merged-away id: show the profile it lives in now
+        return RedirectResponse(f"/admin/customers/{customer.id}", status_code=303)
+    ids = profile_ids(session, admin.actor.tenant_id, customer.id)
+    sections = [(section, section.load(session, admin.actor, customer, ids))
+                for section in sections_for(admin.actor)]
+    home_store = (get_store(session, admin.actor, customer.home_store_id)
+                  if customer.home_store_id else None)
+    return render(admin.request, "admin/customer.html", admin.template_values(
+        "customers", customer=customer, sections=sections, home_store=home_store,
+        genders=GENDER_LABELS, flash=flash_message(done)))
+
+
+@router.post("/customers/merges/{merge_id}/undo", dependencies=[CsrfChecked])
+def undo_merge(merge_id: str, admin: Admin, session: SessionDep) -> Response:
+    record = identify_service.undo_merge(session, admin.actor, merge_id)
+    return redirect_done(f"/admin/customers/{record.survivor_id}", "merge_undone")
