@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -39,11 +39,13 @@ tenant_app = typer.Typer(no_args_is_help=True)
 store_app = typer.Typer(no_args_is_help=True)
 staff_app = typer.Typer(no_args_is_help=True)
 apikey_app = typer.Typer(no_args_is_help=True)
+import_app = typer.Typer(no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(store_app, name="store")
 app.add_typer(staff_app, name="staff")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(import_app, name="import")
 
 
 @app.callback()
@@ -79,6 +81,11 @@ def staff_group() -> None:
 @apikey_app.callback()
 def apikey_group() -> None:
     """API keys of a brand."""
+
+
+@import_app.callback()
+def import_group() -> None:
+    """Import customers or orders from CSV files exported by a POS, a shop or Excel."""
 
 
 # --- errors and units of work -------------------------------------------------------------
@@ -201,7 +208,10 @@ def serve(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
 
 @app.command()
 def demo(serve: Annotated[bool, typer.Option("--serve", help="Serve afterwards.")] = False,
-         host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+         host: HostOption = "127.0.0.1", port: PortOption = 8000,
+         customers: Annotated[int, typer.Option(
+             min=0, max=20000, help="Demo members with 18 months of history (0: none).")]
+         = 1500) -> None:
     """Load the demo brand (a Taipei café chain) and print its admin sign-ins.
 
     Safe to run again: what exists is kept, nothing is duplicated.
@@ -209,8 +219,9 @@ def demo(serve: Annotated[bool, typer.Option("--serve", help="Serve afterwards."
     from omniloop.demo import load_demo
 
     _migrate()
-    with _unit_of_work() as session:
-        result = load_demo(session)
+    with _ImportProgress() as progress, _unit_of_work() as session:
+        progress.on_phase("demo customers")
+        result = load_demo(session, customers=customers, on_progress=progress.on_progress)
     counts = ", ".join(f"{n} {kind}" for kind, n in result.counts.items())
     added = ", ".join(f"{result.created[kind]} {kind}" for kind in result.counts
                       if result.created.get(kind))
@@ -345,6 +356,124 @@ def apikey_create(
     typer.echo(summary)
     typer.echo("The key is shown only now; store it safely:")
     typer.echo(secret)
+
+
+
+# --- imports ---------------------------------------------------------------------------------
+
+SkipBadRowsOption = Annotated[bool, typer.Option(
+    "--skip-bad-rows", help="Import the good rows and report the bad ones. Without it, a "
+                            "file with any bad row imports nothing.")]
+ReportOption = Annotated[Path | None, typer.Option(
+    "--report", metavar="FILE", help="Write every row error to this CSV file "
+                                     "(row,column,reason).", dir_okay=False)]
+FileArgument = Annotated[Path, typer.Argument(
+    metavar="FILE", help="The CSV file: UTF-8 or Big5; comma, semicolon or tab separated.")]
+_SHOWN_ERRORS = 20
+
+
+class _ImportProgress:
+    """A progress bar on stderr in a terminal; a line per tenth otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self.interactive = sys.stderr.isatty()
+        self.phase = ""
+        self._step = -1
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _ImportProgress:
+        if self.interactive:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(TextColumn("{task.description:<9}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeRemainingColumn(),
+                                      console=Console(stderr=True), transient=False)
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def on_phase(self, phase: str) -> None:
+        self.phase = phase
+        self._step = -1
+        if self._progress is not None:
+            self._task = self._progress.add_task(phase, total=None)
+
+    def on_progress(self, done: int, total: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=done, total=total)
+            return
+        step = 10 if total <= 0 else done * 10 // total
+        if step > self._step:
+            self._step = step
+            typer.echo(f"{self.phase or 'reading'}: {done}/{total} rows", err=True)
+
+
+def _run_import(kind: str, file: Path, tenant: str, skip_bad_rows: bool,
+                report_path: Path | None) -> None:
+    from omniloop.imports.customers import import_customers
+    from omniloop.imports.orders import import_orders
+    from omniloop.imports.report import errors_csv_bytes
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        _fail("file_not_readable", f"cannot read {file}: {exc.strerror or exc}")
+    importer = import_customers if kind == "customers" else import_orders
+    with _ImportProgress() as progress, _unit_of_work() as session:
+        actor = _actor(session, tenant)
+        report = importer(session, actor, data, file.name, skip_bad_rows=skip_bad_rows,
+                          on_progress=progress.on_progress, on_phase=progress.on_phase)
+    if report_path is not None:
+        try:
+            report_path.write_bytes(errors_csv_bytes(report.errors, localized=False))
+        except OSError as exc:
+            _fail("report_not_writable", f"cannot write {report_path}: {exc.strerror or exc}")
+    for error in report.errors[:_SHOWN_ERRORS]:
+        where = f"row {error.row}" + (f", {error.column}" if error.column else "")
+        typer.echo(f"{where}: {error.text()}", err=True)
+    if len(report.errors) > _SHOWN_ERRORS:
+        more = len(report.errors) - _SHOWN_ERRORS
+        typer.echo(f"… and {more} more" + (f" (all in {report_path})" if report_path else
+                                            " (--report FILE writes them all)"), err=True)
+    separated = {",": "comma", ";": "semicolon", "\t": "tab"}.get(report.delimiter, "comma")
+    if report.ignored_columns:
+        typer.echo(f"Ignored columns: {', '.join(report.ignored_columns)}")
+    if report.rejected:
+        _fail("import_rejected", f"nothing imported: {report.bad_rows} of {report.rows} rows "
+                                 f"have errors; correct them, or run again with "
+                                 f"--skip-bad-rows to import the others")
+    counts = ", ".join(f"{name} {value}" for name, value in report.summary().items())
+    typer.echo(f"Imported {kind} from {file.name} ({report.encoding}, {separated}-separated) "
+               f"into brand {tenant}: {counts}")
+
+
+@import_app.command("customers")
+def import_customers_command(file: FileArgument, tenant: TenantOption,
+                             skip_bad_rows: SkipBadRowsOption = False,
+                             report: ReportOption = None) -> None:
+    """Import customers: one row per person; each row needs a phone, e-mail, LINE id,
+    member card or online shop id. Rows of one person land on one profile."""
+    _run_import("customers", file, tenant, skip_bad_rows, report)
+
+
+@import_app.command("orders")
+def import_orders_command(file: FileArgument, tenant: TenantOption,
+                          skip_bad_rows: SkipBadRowsOption = False,
+                          report: ReportOption = None) -> None:
+    """Import orders: one row per order line, grouped by order number. Importing the same
+    file again changes nothing."""
+    _run_import("orders", file, tenant, skip_bad_rows, report)
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ def test_init_and_demo_as_real_processes(tmp_path: Path) -> None:
     assert str(database_file.resolve()) in init.stdout
     assert (data_dir / "secret_key").stat().st_size > 40
 
-    demo = run("demo")
+    demo = run("demo", "--customers", "15")
     out = demo.stdout
     assert "http://127.0.0.1:8000/admin" in out
     assert re.search(r"brand code: beanhouse$", out, re.MULTILINE)
@@ -206,15 +206,16 @@ def test_init_and_demo_as_real_processes(tmp_path: Path) -> None:
 def test_demo_twice_reports_nothing_new(cli: Invoke, session: Session,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(staff, "hash_password", cache(security.hash_password))
-    first = cli("demo", "--port", "8080")
+    first = cli("demo", "--port", "8080", "--customers", "10")
     assert first.exit_code == 0, first.output
     assert "added now: 8 stores, 11 staff, 31 products" in first.stdout
     assert "http://127.0.0.1:8080/admin" in first.stdout
     before = _row_counts(session)
 
-    second = cli("demo")
+    second = cli("demo", "--customers", "10")
     assert second.exit_code == 0, second.output
-    assert "8 stores, 11 staff, 31 products; nothing new to add" in second.stdout
+    assert re.search(r"8 stores, 11 staff, 31 products, 10 customers, \d+ orders; "
+                     r"nothing new to add", second.stdout), second.stdout
     assert _row_counts(session) == before
 
 

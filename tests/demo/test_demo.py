@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from omniloop.catalog.models import Product
 from omniloop.core import security
 from omniloop.core.db import Session
+from omniloop.customers.models import Customer, Event
 from omniloop.demo import DemoResult, load_demo
+from omniloop.orders.models import Order
 from omniloop.tenancy import staff
 from omniloop.tenancy.models import AuditEntry, Role, StaffStore, StaffUser, Store, Tenant
 
@@ -32,7 +34,7 @@ def _hash_demo_password_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _load(session: Session) -> DemoResult:
-    result = load_demo(session)
+    result = load_demo(session, customers=40)
     session.commit()
     return result
 
@@ -56,14 +58,21 @@ def _snapshot(session: Session) -> dict[str, Any]:
         "products": sorted((p.sku, p.name, p.category, p.price_minor, p.active)
                            for p in session.scalars(select(Product))),
         "audit_entries": session.scalar(select(func.count()).select_from(AuditEntry)),
+        "customers": sorted((c.name or "", str(c.birthday), str(c.gender), tuple(c.tags),
+                             c.merged_into_id is not None)
+                            for c in session.scalars(select(Customer))),
+        "orders": sorted((o.external_id, o.total_minor, o.channel.value, o.paid_at.isoformat())
+                         for o in session.scalars(select(Order))),
+        "events": session.scalar(select(func.count()).select_from(Event)),
     }
 
 
 def test_demo_brand_is_a_complete_taipei_cafe_chain(session: Session) -> None:
     result = _load(session)
 
-    assert (result.slug, result.counts) == ("beanhouse", {"stores": 8, "staff": 11,
-                                                          "products": 31})
+    assert result.slug == "beanhouse"
+    assert result.counts == {"stores": 8, "staff": 11, "products": 31, "customers": 40,
+                             "orders": result.counts["orders"]}
     tenant = session.scalars(select(Tenant)).one()
     assert (tenant.currency, tenant.timezone, tenant.locale) == ("TWD", "Asia/Taipei", "zh_TW")
 
@@ -127,7 +136,10 @@ def test_demo_catalogue_has_categories_and_taiwan_prices(session: Session) -> No
 def test_loading_twice_changes_nothing(session: Session) -> None:
     first = _load(session)
     before = _snapshot(session)
-    assert first.created == {"brand": 1, "stores": 8, "staff": 11, "products": 31}
+    assert first.created == {"brand": 1, "stores": 8, "staff": 11, "products": 31,
+                             "customers": 40, "orders": first.counts["orders"],
+                             "events": first.created["events"], "merges": 1}
+    assert first.counts["orders"] > 40
 
     second = _load(session)
     after = _snapshot(session)

@@ -5,10 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from omniloop.catalog.routes import router as catalog_router
+from omniloop.customers import event_routes
+from omniloop.customers.privacy_routes import router as privacy_router
 from omniloop.customers.routes import router as customers_router
+from omniloop.orders.routes import router as orders_router
 from omniloop.tenancy.routes import router as tenancy_router
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(tenancy_router)
 api_router.include_router(catalog_router)
 api_router.include_router(customers_router)
+api_router.include_router(event_routes.router)
+api_router.include_router(orders_router)
+api_router.include_router(privacy_router)

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omniloop.core.errors import (
@@ -39,6 +40,13 @@ class MethodNotAllowed(OmniloopError):
     code = "method_not_allowed"
     status = 405
     message = N_("This method is not allowed here.")
+
+
+class DatabaseBusy(OmniloopError):
+    code = "database_busy"
+    status = 503
+    message = N_("The database is busy with another change (an import, perhaps). "
+                 "Try again in a moment.")
 
 
 class InternalError(OmniloopError):
@@ -107,6 +115,18 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+
+    @app.exception_handler(OperationalError)
+    def _database(request: Request, exc: OperationalError) -> Response:
+        # SQLite has one writer at a time; a writer that waited its busy timeout out gets
+        # "database is locked". That is a moment's congestion, not a bug: say so, and when
+        # to retry, instead of a 500.
+        if "database is locked" in str(exc.orig):
+            response = error_response(request, DatabaseBusy())
+            response.headers["Retry-After"] = "2"
+            return response
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return error_response(request, InternalError())
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception) -> Response:

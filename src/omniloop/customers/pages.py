@@ -12,7 +12,8 @@ from omniloop.api.deps import SessionDep
 from omniloop.core.db import Session
 from omniloop.core.errors import N_
 from omniloop.customers import identify as identify_service
-from omniloop.customers.models import Customer, CustomerMerge, Gender, IdentityKind
+from omniloop.customers.consent import consents_of
+from omniloop.customers.models import Channel, Customer, CustomerMerge, Gender, IdentityKind
 from omniloop.customers.profiles import get_customer, identities_of, profile_ids
 from omniloop.customers.search import search_customers
 from omniloop.customers.sections import ProfileSection, register_section, sections_for
@@ -36,6 +37,9 @@ IDENTITY_LABELS: dict[IdentityKind, str] = {
     IdentityKind.ecommerce: N_("Online shop"),
     IdentityKind.device: N_("Device"),
 }
+CHANNEL_LABELS: dict[Channel, str] = {
+    Channel.line: N_("LINE"), Channel.email: N_("E-mail"), Channel.sms: N_("SMS"),
+}
 GENDER_LABELS: dict[Gender, str] = {
     Gender.female: N_("Female"), Gender.male: N_("Male"), Gender.other: N_("Other"),
 }
@@ -57,8 +61,17 @@ def _merges_section(session: Session, actor: Actor, customer: Customer,
             "can_undo": actor.can(Permission.customers_merge)}
 
 
+def _consent_section(session: Session, actor: Actor, customer: Customer,
+                     ids: set[str]) -> dict[str, Any]:
+    current = consents_of(session, actor.tenant_id, customer.id)
+    return {"rows": [(channel, current.get(channel)) for channel in Channel],
+            "labels": CHANNEL_LABELS}
+
+
 register_section(ProfileSection("identities", N_("Identities"), "admin/sections/identities.html",
                                 10, _identities_section))
+register_section(ProfileSection("consent", N_("Marketing consent"), "admin/sections/consent.html",
+                                20, _consent_section))
 register_section(ProfileSection("merges", N_("Merge history"), "admin/sections/merges.html",
                                 90, _merges_section))
 

@@ -64,6 +64,8 @@ class CustomerOut(ResponseModel):
     identities: list[IdentityOut] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
+    erased_at: datetime | None = Field(
+        default=None, description="When the personal data was erased; null if it was not.")
 
 
 class IdentifyOut(ResponseModel):

@@ -8,16 +8,22 @@ before creating them, and report their totals into the same `DemoResult`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
 
 from omniloop.catalog import service as catalog
 from omniloop.core.db import Session
+from omniloop.customers.models import Customer
 from omniloop.demo import data
 from omniloop.demo.brand import ACTOR_LABEL, DemoLogin, load_brand
+from omniloop.demo.history import load_history
+from omniloop.orders.models import Order
 from omniloop.tenancy import staff, stores
 from omniloop.tenancy.access import system_actor
 
-__all__ = ["DemoLogin", "DemoResult", "load_demo"]
+__all__ = ["DEFAULT_CUSTOMERS", "DemoLogin", "DemoResult", "load_demo"]
 
 
 @dataclass
@@ -35,16 +41,33 @@ class DemoResult:
         return next(login for login in self.logins if login.email == email)
 
 
-def load_demo(session: Session) -> DemoResult:
-    """Load (or complete) the demo brand in the caller's transaction; the caller commits."""
+DEFAULT_CUSTOMERS = 1500
+
+
+def load_demo(session: Session, *, customers: int = DEFAULT_CUSTOMERS,
+              on_progress: Callable[[int, int], None] | None = None) -> DemoResult:
+    """Load (or complete) the demo brand in the caller's transaction; the caller commits.
+
+    `customers` sets how many demo members get a history (0: the brand alone).
+    """
     brand = load_brand(session)
     tenant = brand.tenant
     actor = system_actor(tenant.id, ACTOR_LABEL)
+    store_ids = {s.code: s.id for s in stores.list_stores(session, actor)}
+    created = dict(brand.created)
+    if customers > 0:
+        created.update(load_history(session, actor, timezone=tenant.timezone,
+                                    store_ids=store_ids, customers=customers,
+                                    on_progress=on_progress))
     counts = {
-        "stores": stores.count_stores(session, actor),
+        "stores": len(store_ids),
         "staff": len(staff.list_staff(session, actor)),
         "products": len(catalog.list_products(session, actor)),
+        "customers": session.scalar(select(func.count()).select_from(Customer).where(
+            Customer.tenant_id == tenant.id, Customer.merged_into_id.is_(None))) or 0,
+        "orders": session.scalar(select(func.count()).select_from(Order).where(
+            Order.tenant_id == tenant.id)) or 0,
     }
     return DemoResult(tenant_id=tenant.id, slug=tenant.slug, name=tenant.name,
                       password=data.PASSWORD, logins=brand.logins, counts=counts,
-                      created=dict(brand.created))
+                      created=created)

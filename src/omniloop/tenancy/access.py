@@ -41,6 +41,7 @@ class Permission(enum.StrEnum):
     customers_read = "customers.read"
     customers_write = "customers.write"
     customers_merge = "customers.merge"
+    customers_erase = "customers.erase"
     pos_use = "pos.use"
     ingest = "ingest"
 

@@ -8,6 +8,9 @@ from fastapi.responses import RedirectResponse
 from omniloop.catalog import pages as catalog_pages
 from omniloop.core.errors_http import set_page_error_renderer
 from omniloop.customers import pages as customers_pages
+from omniloop.customers.consent_pages import router as consent_pages_router
+from omniloop.imports.pages import router as imports_pages_router
+from omniloop.orders import sections as orders_sections  # noqa: F401  (registers its 360 section)
 from omniloop.tenancy import pages as tenancy_pages
 from omniloop.web import admin
 from omniloop.web.errors import render_page_error
@@ -19,6 +22,8 @@ web_router.include_router(admin.router)
 web_router.include_router(tenancy_pages.router)
 web_router.include_router(catalog_pages.router)
 web_router.include_router(customers_pages.router)
+web_router.include_router(consent_pages_router)
+web_router.include_router(imports_pages_router)
 
 
 @web_router.get("/")

@@ -1,0 +1,452 @@
+"""Batch ingestion of touchpoint events from other systems, and a customer's timeline.
+
+A batch is checked as a whole before anything is written: one bad event rejects the batch
+with an error naming its field (`events.17.occurred_at`), and nothing is stored.
+
+Then it is written with a handful of set-based statements, whatever its size: one SELECT of
+the client event ids already stored, one SELECT of known identities per identity kind, one
+multi-row INSERT each for the new anonymous profiles and their identities, and one
+multi-row INSERT of the events. The INSERTs are SQLAlchemy Core statements compiled once for
+the session's dialect and run as one DBAPI `executemany` with plain tuples: no ORM objects,
+and none of Core's per-row parameter handling, which cost more than the database itself
+(see docs/benchmarks.md).
+
+Idempotency: an event whose client id is stored already for this tenant, or came earlier in
+the same batch, is skipped and counted as a duplicate. Concurrency: two transactions racing
+to store the same client id or create the same new identity both try; the unique
+constraints let one win, and the loser's savepoint is rolled back and the batch looked at
+again, so it skips the winner's events and attaches to the winner's profiles. Rows are
+inserted in key order, so two such writers never wait on each other in a cycle.
+
+An event keeps the profile it arrived on: for an identity, the profile the identity belongs
+to at that moment (identities move to the survivor when profiles merge); for a customer id,
+that id as given. Ingestion never merges profiles: `customers.identify` does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, cast
+
+from pydantic_core import to_json
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    DateTime,
+    Dialect,
+    Select,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from omniloop.core.clock import as_utc, utcnow
+from omniloop.core.db import Session
+from omniloop.core.errors import N_, Conflict, ValidationFailed
+from omniloop.core.ids import new_id
+from omniloop.customers.errors import CustomerErased, CustomerNotFound, InvalidIdentity
+from omniloop.customers.event_types import EVENT_TYPES, is_valid_type
+from omniloop.customers.identities import normalize
+from omniloop.customers.ingest_schemas import MAX_BATCH, MAX_PROPERTIES_BYTES, EventIn
+from omniloop.customers.models import Customer, CustomerIdentity, Event, IdentityKind
+from omniloop.customers.profiles import get_customer, profile_ids
+from omniloop.tenancy.access import Actor, Permission
+from omniloop.tenancy.errors import StoreNotFound
+from omniloop.tenancy.models import Store
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+TIMELINE_MAX = 500
+_RACE_RETRIES = 10
+_DEADLOCK = "40P01"  # SQLSTATE deadlock_detected (PostgreSQL)
+
+_CUSTOMERS = cast(Table, Customer.__table__)
+_IDENTITIES = cast(Table, CustomerIdentity.__table__)
+_EVENTS = cast(Table, Event.__table__)
+
+Pair = tuple[IdentityKind, str]
+
+_EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "customer_id", "type", "channel",
+                  "source", "store_id", "campaign_id", "properties", "occurred_at",
+                  "received_at")
+_CUSTOMER_COLUMNS = ("tenant_id", "id", "tags", "created_at", "updated_at")
+_IDENTITY_COLUMNS = ("tenant_id", "id", "customer_id", "kind", "value", "source", "created_at")
+
+
+class BatchSizeInvalid(ValidationFailed):
+    code = "event_batch_size"
+    message = N_("Send between 1 and {limit} events per batch.")
+
+
+class EventWhoInvalid(ValidationFailed):
+    code = "event_customer_required"
+    message = N_("Give exactly one of 'customer_id' and 'identity'.")
+
+
+class EventTypeInvalid(ValidationFailed):
+    code = "event_type_invalid"
+    message = N_("'{type}' is not an event type: use lower-case letters, digits and '_', "
+                 "2 to 48 characters, starting with a letter.")
+
+
+class EventChannelRequired(ValidationFailed):
+    code = "event_channel_required"
+    message = N_("'{type}' is a custom event type: give its channel (online or offline).")
+
+
+class EventInFuture(ValidationFailed):
+    code = "event_in_future"
+    message = N_("The event time is more than 5 minutes in the future.")
+
+
+class EventPropertiesTooLarge(ValidationFailed):
+    code = "event_properties_too_large"
+    message = N_("Event properties may take at most {limit} bytes of JSON.")
+
+
+class EventStoreAmbiguous(ValidationFailed):
+    code = "event_store_ambiguous"
+    message = N_("Give 'store_id' or 'store_code', not both.")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    created_profiles: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """One event of the batch, validated and normalised, not yet written."""
+
+    index: int
+    client_id: str
+    type: str
+    channel: str
+    source: str
+    occurred_at: datetime  # UTC
+    store: tuple[str, str] | None  # ("id" | "code", value)
+    campaign_id: str | None
+    properties: str  # serialised JSON
+    customer_id: str | None
+    identity: Pair | None
+
+
+@lru_cache(maxsize=32_768)
+def _normalize(kind: IdentityKind, value: str) -> str:
+    # Phone parsing costs tens of microseconds, and the same devices and phones come back
+    # batch after batch; normalize() is a pure function, so its answers can be kept.
+    return normalize(kind, value)
+
+
+def ingest_events(session: Session, actor: Actor, events: Sequence[EventIn]) -> IngestResult:
+    """Store a batch of events (validated by `EventBatchIn`); see the module's docstring."""
+    actor.require(Permission.ingest)
+    if not 1 <= len(events) <= MAX_BATCH:
+        raise BatchSizeInvalid(field="events", limit=MAX_BATCH)
+    now = utcnow()
+    # Everything that needs no database first, so that SQLite's write lock, taken by the
+    # first statement, is held only while writing.
+    checked = [_check(index, event, now) for index, event in enumerate(events)]
+    stores = _resolve_stores(session, actor, checked)
+    _check_customers(session, actor.tenant_id, checked)
+    for _ in range(_RACE_RETRIES):
+        try:
+            with session.begin_nested():
+                return _write(session, actor.tenant_id, checked, stores, now)
+        except IntegrityError:
+            continue  # another transaction stored some of these meanwhile: look again
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _DEADLOCK:
+                raise
+    raise Conflict()
+
+
+def _check(index: int, event: EventIn, now: datetime) -> _Checked:
+    """What the request body's schema cannot say alone; errors name the field."""
+    customer_id = event.get("customer_id")
+    who = event.get("identity")
+    if (customer_id is None) == (who is None):
+        raise EventWhoInvalid(field=f"events.{index}.customer_id")
+    type_ = event["type"]
+    if not is_valid_type(type_):  # here rather than in the schema: a Python validator there
+        raise EventTypeInvalid(field=f"events.{index}.type", type=type_)  # costs 5× more
+    channel: str | None = event.get("channel")
+    if channel is None:
+        standard = EVENT_TYPES.get(type_)
+        if standard is None:
+            raise EventChannelRequired(field=f"events.{index}.channel", type=type_)
+        channel = standard.channel
+    occurred_at = event["occurred_at"].astimezone(UTC)
+    if occurred_at > now + FUTURE_TOLERANCE:
+        raise EventInFuture(field=f"events.{index}.occurred_at")
+    properties = event.get("properties")
+    if properties:
+        serialised = to_json(properties)  # UTF-8 JSON, several times faster than json.dumps
+        if len(serialised) > MAX_PROPERTIES_BYTES:
+            raise EventPropertiesTooLarge(field=f"events.{index}.properties",
+                                          limit=MAX_PROPERTIES_BYTES)
+        text = serialised.decode()
+    else:
+        text = "{}"
+    store: tuple[str, str] | None = None
+    store_id, store_code = event.get("store_id"), event.get("store_code")
+    if store_id is not None and store_code is not None:
+        raise EventStoreAmbiguous(field=f"events.{index}.store_code")
+    if store_id is not None:
+        store = ("id", store_id)
+    elif store_code is not None:
+        store = ("code", store_code.upper())
+    identity: Pair | None = None
+    if who is not None:
+        kind = who["kind"]
+        try:
+            identity = (kind, _normalize(kind, who["value"]))
+        except InvalidIdentity as exc:
+            exc.field = f"events.{index}.identity.value"
+            raise
+    return _Checked(index, event["id"], type_, channel, event.get("source", ""), occurred_at,
+                    store, event.get("campaign_id"), text, customer_id, identity)
+
+
+def _resolve_stores(session: Session, actor: Actor,
+                    checked: list[_Checked]) -> dict[tuple[str, str], str]:
+    """Store references → store ids, each a store of the tenant that the actor may see."""
+    refs = {c.store for c in checked if c.store is not None}
+    if not refs:
+        return {}
+    actor.require(Permission.stores_read)
+    ids = {value for how, value in refs if how == "id"}
+    codes = {value for how, value in refs if how == "code"}
+    rows = session.execute(select(Store.id, Store.code).where(
+        Store.tenant_id == actor.tenant_id,
+        or_(Store.id.in_(ids), Store.code.in_(codes)))).all()
+    found: dict[tuple[str, str], str] = {}
+    for store_id, code in rows:
+        if actor.sees_store(store_id):
+            found[("id", store_id)] = store_id
+            found[("code", code)] = store_id
+    for c in checked:
+        if c.store is not None and c.store not in found:
+            raise StoreNotFound(field=f"events.{c.index}.store_{c.store[0]}")
+    return found
+
+
+def _check_customers(session: Session, tenant_id: str, checked: list[_Checked]) -> None:
+    """Customer ids must be the tenant's, and not erased: new events would bring back
+    personal data that the erasure removed."""
+    ids = {c.customer_id for c in checked if c.customer_id is not None}
+    if not ids:
+        return
+    known = dict(session.execute(select(Customer.id, Customer.erased_at).where(
+        Customer.tenant_id == tenant_id, Customer.id.in_(ids))).all())
+    for c in checked:
+        if c.customer_id is None:
+            continue
+        if c.customer_id not in known:
+            raise CustomerNotFound(field=f"events.{c.index}.customer_id")
+        if known[c.customer_id] is not None:
+            raise CustomerErased(field=f"events.{c.index}.customer_id")
+
+
+def _write(session: Session, tenant_id: str, checked: list[_Checked],
+           stores: dict[tuple[str, str], str], now: datetime) -> IngestResult:
+    connection = session.connection()
+    lookups = _lookups(connection.dialect.name)
+    stored = set(connection.scalars(lookups.stored_ids, {
+        "tenant_id": tenant_id, "ids": lookups.values([c.client_id for c in checked])}))
+    fresh: list[_Checked] = []
+    for c in checked:
+        if c.client_id not in stored:
+            stored.add(c.client_id)  # a later event with this id in the batch is a duplicate
+            fresh.append(c)
+    fresh.sort(key=lambda c: c.client_id)
+    to_db = _datetime_to_db(connection.dialect)
+    received_at = to_db(now)
+    owners, created = _profiles_for(session, tenant_id, fresh, received_at)
+    ids = _new_ids(len(fresh))
+    _insert_many(session, _EVENTS, _EVENT_COLUMNS, [
+        (tenant_id, ids[n], c.client_id,
+         c.customer_id if c.identity is None else owners[c.identity],
+         c.type, c.channel, c.source, stores[c.store] if c.store is not None else None,
+         c.campaign_id, c.properties, to_db(c.occurred_at), received_at)
+        for n, c in enumerate(fresh)])
+    return IngestResult(accepted=len(fresh), duplicates=len(checked) - len(fresh),
+                        created_profiles=created)
+
+
+def _profiles_for(session: Session, tenant_id: str, fresh: list[_Checked],
+                  now: Any) -> tuple[dict[Pair, str], int]:
+    """The profile of each identity the events name; an anonymous one for each new identity.
+
+    `now` is already in the database driver's form."""
+    sources: dict[Pair, str] = {}
+    for c in fresh:
+        if c.identity is not None:
+            sources.setdefault(c.identity, c.source)
+    by_kind: dict[IdentityKind, list[str]] = {}
+    for kind, value in sources:
+        by_kind.setdefault(kind, []).append(value)
+    owners: dict[Pair, str] = {}
+    connection = session.connection()
+    lookups = _lookups(connection.dialect.name)
+    for kind, values in by_kind.items():
+        rows = connection.execute(lookups.known_identities, {
+            "tenant_id": tenant_id, "kind": kind, "values": lookups.values(values)})
+        for value, customer_id in rows:
+            owners[(kind, value)] = customer_id
+    new_pairs = sorted(pair for pair in sources if pair not in owners)
+    if not new_pairs:
+        return owners, 0
+    ids = _new_ids(2 * len(new_pairs))
+    customers: list[tuple[Any, ...]] = []
+    identities: list[tuple[Any, ...]] = []
+    for n, (kind, value) in enumerate(new_pairs):
+        customer_id = ids[2 * n]
+        owners[(kind, value)] = customer_id
+        customers.append((tenant_id, customer_id, "[]", now, now))
+        identities.append((tenant_id, ids[2 * n + 1], customer_id, kind.value, value,
+                           sources[(kind, value)] or "event", now))
+    _insert_many(session, _CUSTOMERS, _CUSTOMER_COLUMNS, customers)
+    _insert_many(session, _IDENTITIES, _IDENTITY_COLUMNS, identities)
+    return owners, len(new_pairs)
+
+
+# --- Looking up 1,000 values at once --------------------------------------------------------
+#
+# `column IN (?, ?, …)` with 1,000 values costs SQLAlchemy more time to render, every time,
+# than the database needs to answer it. The list goes as one parameter instead: a JSON array
+# read with json_each on SQLite, an array compared with = ANY on PostgreSQL. Both use the
+# unique index (tenant_id, client_event_id) / (tenant_id, kind, value).
+
+@dataclass(frozen=True)
+class _Lookups:
+    stored_ids: Select[str]
+    known_identities: Select[str, str]
+    values: Callable[[list[str]], Any]  # the list as the parameter the statements expect
+
+
+def _one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
+    if dialect == "postgresql":
+        return cast(ColumnElement[bool], column == any_(bindparam(name, type_=ARRAY(String))))
+    if dialect == "sqlite":
+        return cast(ColumnElement[bool], column.in_(
+            select(func.json_each(bindparam(name)).table_valued("value").c.value)))
+    return cast(ColumnElement[bool], column.in_(bindparam(name, expanding=True)))
+
+
+@lru_cache(maxsize=8)
+def _lookups(dialect: str) -> _Lookups:
+    return _Lookups(
+        stored_ids=select(Event.client_event_id).where(
+            Event.tenant_id == bindparam("tenant_id"),
+            _one_of(Event.client_event_id, "ids", dialect)),
+        known_identities=select(CustomerIdentity.value, CustomerIdentity.customer_id).where(
+            CustomerIdentity.tenant_id == bindparam("tenant_id"),
+            CustomerIdentity.kind == bindparam("kind"),
+            _one_of(CustomerIdentity.value, "values", dialect)),
+        values=json.dumps if dialect == "sqlite" else list)
+
+
+# --- Writing many rows fast ------------------------------------------------------------------
+#
+# SQLAlchemy Core's executemany prepares every row's parameters in Python (a dict per row,
+# then each column's bind processor); for 1,000 events that cost more than SQLite's own
+# work. Here the statement is still compiled by SQLAlchemy for the session's dialect, but
+# rows arrive in the driver's form and go to the DBAPI's executemany as they are:
+# datetimes through `_datetime_to_db`, JSON already serialised (SQLite
+# stores the text; the PostgreSQL statement casts it with `::JSON`), enums as their values.
+
+_B32_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
+                                    b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+def _new_ids(count: int) -> list[str]:
+    """`count` ids in the layout of `core.ids.new_id` (the millisecond in 10 characters, then
+    80 random bits in 16), encoded in one go rather than one by one."""
+    prefix = new_id()[:10]
+    text = base64.b32encode(os.urandom(10 * count)).translate(_B32_TO_CROCKFORD).decode()
+    return [prefix + text[i:i + 16] for i in range(0, 16 * count, 16)]
+
+
+@dataclass(frozen=True)
+class _BulkInsert:
+    sql: str
+    positional: bool
+
+
+@lru_cache(maxsize=64)
+def _bulk_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _BulkInsert:
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    if compiled.positional and tuple(compiled.positiontup or ()) != columns:
+        raise RuntimeError(f"{table.name}: give every column that has a default")
+    return _BulkInsert(sql=compiled.string, positional=compiled.positional)
+
+
+@lru_cache(maxsize=8)
+def _datetime_to_db(dialect: Dialect) -> Callable[[datetime], Any]:
+    """How a UTC datetime goes to the driver: SQLAlchemy's own processor for the dialect, or
+    `isoformat` where that gives the very same text (SQLite, in SQLAlchemy's default storage
+    format) several times faster."""
+    processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
+    if processor is None:
+        return _same
+    probe = datetime(2026, 1, 2, 3, 4, 5, 67, tzinfo=UTC)
+    if processor(probe) == _iso_utc(probe) and processor(probe.replace(microsecond=0)) == \
+            _iso_utc(probe.replace(microsecond=0)):
+        return _iso_utc
+    return cast(Callable[[datetime], Any], processor)
+
+
+def _iso_utc(value: datetime) -> str:
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _same(value: datetime) -> Any:
+    return value
+
+
+def _insert_many(session: Session, table: Table, columns: tuple[str, ...],
+                 rows: list[tuple[Any, ...]]) -> None:
+    """INSERT `rows` (values in `columns` order, in the driver's form) with one executemany."""
+    if not rows:
+        return
+    connection = session.connection()
+    bulk = _bulk_insert(connection.dialect, table, columns)
+    connection.exec_driver_sql(bulk.sql, rows if bulk.positional else
+                               [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def timeline(session: Session, actor: Actor, customer_id: str, limit: int = 50,
+             before: datetime | None = None, before_id: str | None = None
+             ) -> tuple[Customer, list[Event]]:
+    """The events of a customer's surviving profile and of every profile merged into it,
+    newest first. Page with the last event's (`occurred_at`, `id`) as (`before`,
+    `before_id`): events sharing one time are then neither skipped nor repeated."""
+    customer = get_customer(session, actor, customer_id)
+    ids = profile_ids(session, actor.tenant_id, customer.id)
+    query = select(Event).where(Event.tenant_id == actor.tenant_id,
+                                Event.customer_id.in_(ids))
+    if before is not None:
+        before = as_utc(before)
+        if before_id is not None:
+            query = query.where(or_(Event.occurred_at < before,
+                                    and_(Event.occurred_at == before, Event.id < before_id)))
+        else:
+            query = query.where(Event.occurred_at < before)
+    query = query.order_by(Event.occurred_at.desc(), Event.id.desc()).limit(
+        max(1, min(limit, TIMELINE_MAX)))
+    return customer, list(session.scalars(query))

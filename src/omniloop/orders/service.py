@@ -1,0 +1,387 @@
+"""Orders: ingesting them from POS and e-commerce systems, and reading them.
+
+Ingestion is idempotent by the order's external id. The content of the request (as sent,
+with the store resolved and identities normalised) is hashed and kept on the order: a retry
+with the same content returns the stored order and writes nothing; the same external id
+with other content is a conflict. Two identical requests at once both try to insert; the
+unique constraint on (tenant, external id) lets one win, and the loser's savepoint —
+including any customer it identified — is rolled back and the winner's order re-read.
+
+The server computes every amount from the lines (see `pricing`); totals sent by the client
+are only checked against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from omniloop.catalog.service import find_product_by_sku
+from omniloop.core.clock import as_utc, utcnow
+from omniloop.core.db import Session
+from omniloop.customers.errors import CustomerNotFound
+from omniloop.customers.events import record_event
+from omniloop.customers.identify import Pair, identify, normalize_identities
+from omniloop.customers.profiles import get_customer, profile_ids
+from omniloop.orders import pricing
+from omniloop.orders.errors import (
+    AmbiguousCustomer,
+    AmbiguousStore,
+    CurrencyMismatch,
+    DiscountTooLarge,
+    OrderConflict,
+    OrderNotFound,
+    PaidInFuture,
+    StoreBound,
+    StoreNotAllowed,
+    StoreRequired,
+    TotalMismatch,
+    TraitsWithoutIdentities,
+)
+from omniloop.orders.models import Order, OrderChannel, OrderLine, OrderStatus, Refund
+from omniloop.orders.schemas import OrderIn
+from omniloop.tenancy.access import Actor, Permission
+from omniloop.tenancy.errors import StoreNotFound
+from omniloop.tenancy.models import Store
+from omniloop.tenancy.stores import get_store, get_store_by_code
+from omniloop.tenancy.tenants import get_tenant
+
+# How far ahead of the server's clock a payment time may be (a POS clock running fast).
+CLOCK_SKEW = timedelta(hours=1)
+MAX_PAGE = 500
+
+
+def require_write(actor: Actor) -> None:
+    """Recording orders and refunds: POS keys and cashiers (`pos`) or integrations
+    (`ingest`)."""
+    if not (actor.can(Permission.ingest) or actor.can(Permission.pos_use)):
+        actor.require(Permission.ingest)
+
+
+def require_read(actor: Actor) -> None:
+    """Orders are customer data: whoever may read customers may read orders."""
+    actor.require(Permission.customers_read)
+
+
+def aware(value: datetime, timezone: str) -> datetime:
+    """A client's timestamp in UTC; without an offset it is read in the brand's time zone."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(timezone))
+    return as_utc(value)
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    sku: str
+    name: str | None
+    category: str | None
+    quantity: int
+    unit_price_minor: int
+    discount_minor: int
+    total_minor: int
+    net_minor: int
+
+
+@dataclass(frozen=True)
+class Priced:
+    lines: list[PricedLine]
+    subtotal_minor: int
+    discount_minor: int
+    total_minor: int
+
+
+def price(data: OrderIn) -> Priced:
+    """Every amount of the order from its lines; errors name the field that does not add up."""
+    totals: list[int] = []
+    for index, line in enumerate(data.lines):
+        gross = line.quantity * line.unit_price_minor
+        if line.discount_minor > gross:
+            raise DiscountTooLarge(field=f"lines.{index}.discount_minor",
+                                   discount=line.discount_minor, amount=gross)
+        total = pricing.line_total(line.quantity, line.unit_price_minor, line.discount_minor)
+        if line.total_minor is not None and line.total_minor != total:
+            raise TotalMismatch(field=f"lines.{index}.total_minor", given=line.total_minor,
+                                computed=total)
+        totals.append(total)
+    subtotal = sum(totals)
+    if data.discount_minor > subtotal:
+        raise DiscountTooLarge(field="discount_minor", discount=data.discount_minor,
+                               amount=subtotal)
+    total = subtotal - data.discount_minor
+    if data.total_minor is not None and data.total_minor != total:
+        raise TotalMismatch(field="total_minor", given=data.total_minor, computed=total)
+    nets = pricing.net_amounts(totals, data.discount_minor)
+    lines = [PricedLine(sku=line.sku, name=line.name, category=line.category,
+                        quantity=line.quantity, unit_price_minor=line.unit_price_minor,
+                        discount_minor=line.discount_minor, total_minor=line_total,
+                        net_minor=net)
+             for line, line_total, net in zip(data.lines, totals, nets, strict=True)]
+    return Priced(lines=lines, subtotal_minor=subtotal, discount_minor=data.discount_minor,
+                  total_minor=total)
+
+
+def _resolve_store(session: Session, actor: Actor,
+                   data: OrderIn) -> tuple[OrderChannel, Store | None]:
+    if data.store_id is not None and data.store_code is not None:
+        raise AmbiguousStore(field="store_code")
+    store: Store | None = None
+    field = "store_id" if data.store_id is not None else "store_code"
+    try:
+        if data.store_id is not None:
+            store = get_store(session, actor, data.store_id)
+        elif data.store_code is not None:
+            store = get_store_by_code(session, actor, data.store_code)
+    except StoreNotFound as exc:
+        exc.field = field
+        raise
+    channel = data.channel or (OrderChannel.store if store is not None else OrderChannel.online)
+    if channel is OrderChannel.online and store is not None:
+        raise StoreNotAllowed(field=field)
+    if store is None and actor.store_ids is not None:
+        # A store-bound actor could not read an order outside its stores: refuse to write one.
+        raise StoreBound(field="store_id")
+    if channel is OrderChannel.store and store is None:
+        raise StoreRequired(field="store_id")
+    return channel, store
+
+
+def _digest(data: OrderIn, channel: OrderChannel, store: Store | None, pairs: list[Pair],
+            paid_at: datetime) -> str:
+    """What makes two requests the same order. Traits are not part of it: they describe the
+    customer, not the purchase."""
+    content: dict[str, Any] = {
+        "source": data.source,
+        "channel": channel.value,
+        "store_id": store.id if store is not None else None,
+        "customer_id": data.customer_id,
+        "identities": sorted([kind.value, value] for kind, value in pairs),
+        "lines": [[line.sku, line.name, line.category, line.quantity, line.unit_price_minor,
+                   line.discount_minor] for line in data.lines],
+        "discount_minor": data.discount_minor,
+        "paid_at": paid_at.isoformat(),
+    }
+    encoded = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _with_details(query: Select[Order]) -> Select[Order]:
+    return query.options(selectinload(Order.lines),
+                         selectinload(Order.refunds).selectinload(Refund.lines)
+                         ).execution_options(populate_existing=True)
+
+
+def _find(session: Session, tenant_id: str, external_id: str) -> Order | None:
+    return session.scalar(_with_details(select(Order).where(
+        Order.tenant_id == tenant_id, Order.external_id == external_id)))
+
+
+def _replay(existing: Order, digest: str, external_id: str) -> tuple[Order, bool]:
+    if existing.content_digest != digest:
+        raise OrderConflict(field="external_id", external_id=external_id)
+    return existing, False
+
+
+def _customer_id(session: Session, actor: Actor, data: OrderIn) -> str | None:
+    if data.customer_id is not None:
+        try:
+            return get_customer(session, actor, data.customer_id).id
+        except CustomerNotFound as exc:
+            exc.field = "customer_id"
+            raise
+    if data.identities:
+        return identify(session, actor, data.identities, data.traits, source=data.source
+                        ).customer.id
+    return None
+
+
+def _fill_from_catalogue(session: Session, actor: Actor,
+                         lines: list[PricedLine]) -> list[tuple[str, str]]:
+    """(name, category) per line: as sent, else the catalogue's, else the SKU and none."""
+    products = {sku: find_product_by_sku(session, actor, sku)
+                for sku in {line.sku for line in lines
+                            if line.name is None or line.category is None}}
+    filled: list[tuple[str, str]] = []
+    for line in lines:
+        product = products.get(line.sku)
+        name = line.name or (product.name if product is not None else line.sku)
+        category = line.category if line.category is not None else (
+            product.category if product is not None else "")
+        filled.append((name, category))
+    return filled
+
+
+def ingest_order(session: Session, actor: Actor, data: OrderIn) -> tuple[Order, bool]:
+    """Record an order, or return the one already recorded under its external id.
+
+    Returns (order, created). Every check runs before anything is written; an order is
+    recorded together with its `purchase` event.
+    """
+    require_write(actor)
+    tenant = get_tenant(session, actor.tenant_id)
+    if data.currency is not None and data.currency.upper() != tenant.currency:
+        raise CurrencyMismatch(field="currency", currency=tenant.currency)
+    paid_at = aware(data.paid_at, tenant.timezone)
+    if paid_at > utcnow() + CLOCK_SKEW:
+        raise PaidInFuture(field="paid_at")
+    priced = price(data)
+    if data.customer_id is not None and data.identities:
+        raise AmbiguousCustomer(field="customer_id")
+    if data.traits is not None and not data.identities:
+        raise TraitsWithoutIdentities(field="traits")
+    channel, store = _resolve_store(session, actor, data)
+    pairs = normalize_identities(data.identities)
+    digest = _digest(data, channel, store, pairs, paid_at)
+
+    existing = _find(session, actor.tenant_id, data.external_id)
+    if existing is not None:
+        return _replay(existing, digest, data.external_id)
+    try:
+        with session.begin_nested():
+            order = _insert(session, actor, data, priced, channel, store, paid_at, digest,
+                            tenant.currency)
+    except IntegrityError:
+        # The same external id was recorded meanwhile (a concurrent retry): answer with it.
+        existing = _find(session, actor.tenant_id, data.external_id)
+        if existing is None:
+            raise
+        return _replay(existing, digest, data.external_id)
+    record_event(session, actor, client_event_id=f"order:{order.id}", type="purchase",
+                 channel="offline" if store is not None else "online", source=data.source,
+                 customer_id=order.customer_id, store_id=order.store_id, occurred_at=paid_at,
+                 properties={"order_id": order.id, "external_id": order.external_id,
+                             "total_minor": order.total_minor, "currency": order.currency,
+                             "items": sum(line.quantity for line in order.lines)})
+    return order, True
+
+
+def _insert(session: Session, actor: Actor, data: OrderIn, priced: Priced,
+            channel: OrderChannel, store: Store | None, paid_at: datetime, digest: str,
+            currency: str) -> Order:
+    customer_id = _customer_id(session, actor, data)
+    names = _fill_from_catalogue(session, actor, priced.lines)
+    order = Order(
+        tenant_id=actor.tenant_id, external_id=data.external_id, source=data.source,
+        channel=channel, store_id=store.id if store is not None else None,
+        customer_id=customer_id, currency=currency, subtotal_minor=priced.subtotal_minor,
+        discount_minor=priced.discount_minor, total_minor=priced.total_minor,
+        refunded_minor=0, status=OrderStatus.paid, paid_at=paid_at, content_digest=digest,
+        lines=[OrderLine(tenant_id=actor.tenant_id, position=position, sku=line.sku,
+                         name=name, category=category, quantity=line.quantity,
+                         unit_price_minor=line.unit_price_minor,
+                         discount_minor=line.discount_minor, total_minor=line.total_minor,
+                         net_minor=line.net_minor, refunded_quantity=0)
+               for position, (line, (name, category))
+               in enumerate(zip(priced.lines, names, strict=True), start=1)])
+    session.add(order)
+    session.flush()
+    set_committed_value(order, "refunds", [])
+    return order
+
+
+def _visible(actor: Actor, order: Order) -> bool:
+    if actor.store_ids is None:
+        return True
+    return order.store_id is not None and order.store_id in actor.store_ids
+
+
+def load_order(session: Session, actor: Actor, order_id: str) -> Order:
+    """The order with its lines and refunds, freshly read; 404 unless the actor may see it."""
+    order = session.scalar(_with_details(select(Order).where(
+        Order.tenant_id == actor.tenant_id, Order.id == order_id)))
+    if order is None or not _visible(actor, order):
+        raise OrderNotFound()
+    return order
+
+
+def get_order(session: Session, actor: Actor, order_id: str) -> Order:
+    """An order of the actor's brand in a store the actor sees; anything else is 404."""
+    require_read(actor)
+    return load_order(session, actor, order_id)
+
+
+def _page(session: Session, actor: Actor, query: Select[Order], *, limit: int,
+          before: datetime | None, before_id: str | None) -> list[Order]:
+    if actor.store_ids is not None:
+        query = query.where(Order.store_id.in_(actor.store_ids))
+    if before is not None:
+        moment = aware(before, get_tenant(session, actor.tenant_id).timezone)
+        if before_id is not None:
+            query = query.where(or_(Order.paid_at < moment,
+                                    and_(Order.paid_at == moment, Order.id < before_id)))
+        else:
+            query = query.where(Order.paid_at < moment)
+    query = query.order_by(Order.paid_at.desc(), Order.id.desc()).limit(
+        max(1, min(limit, MAX_PAGE)))
+    return list(session.scalars(_with_details(query)))
+
+
+def list_orders(session: Session, actor: Actor, *, store_id: str | None = None,
+                paid_from: datetime | None = None, paid_to: datetime | None = None,
+                limit: int = 50, before: datetime | None = None,
+                before_id: str | None = None) -> list[Order]:
+    """Newest first (by payment time), optionally one store and a period [from, to).
+
+    Page with the last order's (`paid_at`, `id`) as (`before`, `before_id`).
+    """
+    require_read(actor)
+    timezone = get_tenant(session, actor.tenant_id).timezone
+    query = select(Order).where(Order.tenant_id == actor.tenant_id)
+    if store_id is not None:
+        try:
+            query = query.where(Order.store_id == get_store(session, actor, store_id).id)
+        except StoreNotFound as exc:
+            exc.field = "store_id"
+            raise
+    if paid_from is not None:
+        query = query.where(Order.paid_at >= aware(paid_from, timezone))
+    if paid_to is not None:
+        query = query.where(Order.paid_at < aware(paid_to, timezone))
+    return _page(session, actor, query, limit=limit, before=before, before_id=before_id)
+
+
+def list_orders_of_profiles(session: Session, actor: Actor,
+                            customer_ids: set[str]) -> list[Order]:
+    """Every order of these profiles (a person's survivor and merged ones), oldest first."""
+    require_read(actor)
+    return list(session.scalars(_with_details(select(Order).where(
+        Order.tenant_id == actor.tenant_id, Order.customer_id.in_(customer_ids))
+        .order_by(Order.paid_at, Order.id))))
+
+
+def list_customer_orders(session: Session, actor: Actor, customer_id: str, *,
+                         limit: int = 50, before: datetime | None = None,
+                         before_id: str | None = None) -> list[Order]:
+    """The orders of a customer and of every profile merged into it, newest first."""
+    require_read(actor)
+    customer = get_customer(session, actor, customer_id)
+    ids = profile_ids(session, actor.tenant_id, customer.id)
+    query = select(Order).where(Order.tenant_id == actor.tenant_id, Order.customer_id.in_(ids))
+    return _page(session, actor, query, limit=limit, before=before, before_id=before_id)
+
+
+@dataclass(frozen=True)
+class SpendSummary:
+    orders: int
+    net_spend_minor: int  # paid minus refunded
+    first_paid_at: datetime | None
+    last_paid_at: datetime | None
+
+
+def spend_summary(session: Session, actor: Actor, customer_ids: set[str]) -> SpendSummary:
+    """What these profiles (a survivor and those merged into it) have spent, in one query."""
+    require_read(actor)
+    count, net, first, last = session.execute(select(
+        func.count(Order.id), func.coalesce(func.sum(Order.total_minor - Order.refunded_minor), 0),
+        func.min(Order.paid_at), func.max(Order.paid_at)).where(
+        Order.tenant_id == actor.tenant_id, Order.customer_id.in_(customer_ids))).one()
+    return SpendSummary(orders=count, net_spend_minor=int(net), first_paid_at=first,
+                        last_paid_at=last)
