@@ -24,6 +24,7 @@ from omniloop.core.clock import as_utc
 from omniloop.core.errors import N_
 from omniloop.core.i18n import gettext
 from omniloop.core.money import minor_digits, to_major, to_minor
+from omniloop.tenancy import audit
 from omniloop.tenancy.access import Permission
 from omniloop.web.auth import Admin, AdminContext, CsrfChecked
 from omniloop.web.forms import flash_message, redirect_done, refused, register_flash
@@ -32,6 +33,8 @@ from omniloop.web.templating import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 register_flash("product_saved", N_("Product saved."))
+audit.register_action("product.create", N_("Product created"))
+audit.register_action("product.update", N_("Product changed"))
 
 register(NavItem("products", N_("Products"), "/admin/products", Permission.catalog_read, 15))
 

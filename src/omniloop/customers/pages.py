@@ -17,6 +17,7 @@ from omniloop.customers.models import Channel, Customer, CustomerMerge, Gender, 
 from omniloop.customers.profiles import get_customer, identities_of, profile_ids
 from omniloop.customers.search import search_customers
 from omniloop.customers.sections import ProfileSection, register_section, sections_for
+from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.stores import get_store
 from omniloop.web.auth import Admin, CsrfChecked
@@ -27,6 +28,10 @@ from omniloop.web.templating import render
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 register(NavItem("customers", N_("Customers"), "/admin/customers", Permission.customers_read, 5))
+audit.register_action("customer.merge", N_("Customers merged"))
+audit.register_action("customer.unmerge", N_("Merge undone"))
+audit.register_action("customer.consent", N_("Consent changed"))
+audit.register_action("customer.erase", N_("Personal data erased"))
 register_flash("merge_undone", N_("The merge was undone: the two profiles are separate again."))
 
 IDENTITY_LABELS: dict[IdentityKind, str] = {

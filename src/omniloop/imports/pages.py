@@ -19,6 +19,7 @@ from omniloop.imports.errors import ImportFileError
 from omniloop.imports.models import FINISHED, ImportJob, ImportStatus
 from omniloop.imports.orders import ORDER_FIELDS, REQUIRED_FIELDS
 from omniloop.imports.report import KINDS, ImportKind, errors_csv_bytes
+from omniloop.tenancy import audit
 from omniloop.tenancy.access import Permission
 from omniloop.web.auth import Admin, AdminContext, CsrfChecked
 from omniloop.web.forms import refused
@@ -29,6 +30,8 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 
 # Importing merges profiles in bulk: shown to those who may merge (owners, marketers).
 register(NavItem("imports", N_("Imports"), "/admin/imports", Permission.customers_merge, 6))
+audit.register_action("import.customers", N_("Customers imported"))
+audit.register_action("import.orders", N_("Orders imported"))
 
 KIND_LABELS: dict[str, str] = {"customers": N_("Customers"), "orders": N_("Orders")}
 STATUS_LABELS: dict[str, str] = {

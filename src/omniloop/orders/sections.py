@@ -18,6 +18,7 @@ from omniloop.orders.service import (
     list_orders_of_profiles,
     spend_summary,
 )
+from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor
 from omniloop.tenancy.stores import list_stores
 
@@ -40,3 +41,4 @@ def _export_orders(session: Session, actor: Actor, customer: Customer,
 register_section(ProfileSection("orders", N_("Orders"), "admin/sections/orders.html", 30,
                                 _orders_section))
 register_export_section("orders", _export_orders)
+audit.register_action("order.refund", N_("Order refunded"))

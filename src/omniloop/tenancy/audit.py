@@ -11,6 +11,18 @@ from omniloop.core.db import Session
 from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.models import AuditEntry
 
+# What each action is called on the audit page (an English msgid). Modules register the
+# actions they write, so the audit page never needs to know every module.
+_action_labels: dict[str, str] = {}
+
+
+def register_action(action: str, label: str) -> None:
+    _action_labels[action] = label
+
+
+def action_label(action: str) -> str | None:
+    return _action_labels.get(action)
+
 
 def record(session: Session, actor: Actor, action: str, entity_type: str,
            entity_id: str | None, details: dict[str, Any] | None = None) -> AuditEntry:

@@ -69,15 +69,13 @@ WEEKDAY_LABELS: dict[str, str] = {
 
 LANGUAGES: dict[str, str] = {"zh_TW": "中文（台灣）", "en": "English"}
 
-ACTION_LABELS: dict[str, str] = {
-    "store.create": N_("Store created"),
-    "store.update": N_("Store changed"),
-    "staff.create": N_("Staff member added"),
-    "staff.update": N_("Staff member changed"),
-    "staff.locked": N_("Account locked"),
-    "api_key.create": N_("API key created"),
-    "api_key.revoke": N_("API key revoked"),
-}
+audit.register_action("store.create", N_("Store created"))
+audit.register_action("store.update", N_("Store changed"))
+audit.register_action("staff.create", N_("Staff member added"))
+audit.register_action("staff.update", N_("Staff member changed"))
+audit.register_action("staff.locked", N_("Account locked"))
+audit.register_action("api_key.create", N_("API key created"))
+audit.register_action("api_key.revoke", N_("API key revoked"))
 
 NAME_ERROR = N_("Enter a name of up to 120 characters.")
 STORE_FIELD_ERRORS: dict[str, str] = {
@@ -486,7 +484,7 @@ def audit_log(admin: Admin, session: SessionDep, before: datetime | None = None,
         older = "/admin/audit?" + urlencode({"before": as_utc(entries[-1].at).isoformat(),
                                              "before_id": entries[-1].id})
     store_names = {s.id: s.name for s in stores.list_stores(session, admin.actor)}
-    rows = [{"entry": e, "label": ACTION_LABELS.get(e.action),
+    rows = [{"entry": e, "label": audit.action_label(e.action),
              "details": _details(e, store_names)} for e in entries]
     return render(admin.request, "admin/audit.html", admin.template_values(
         "audit", rows=rows, older=older, paged=before is not None))
