@@ -89,3 +89,29 @@ def test_other_tenants_customer_page_is_404(client: TestClient, session: Session
     theirs = person(session, make_tenant(session), "X", ("phone", "0912345678"))
     assert login(client, "owner@bean.tw", brand=tenant.slug).status_code == 303
     assert client.get(f"/admin/customers/{theirs}").status_code == 404
+
+
+def test_timeline_shows_events_of_merged_profiles(client: TestClient, session: Session) -> None:
+    from datetime import UTC, datetime
+
+    from omniloop.customers.events import record_event
+
+    tenant = make_tenant(session)
+    make_staff(session, tenant, email="owner@bean.tw")
+    older = person(session, tenant, "A", ("pos_card", "C-1"))
+    newer = person(session, tenant, "A", ("device", "web-1"))
+    actor = system_actor(tenant.id)
+    record_event(session, actor, client_event_id="e1", type="qr_scan", channel="offline",
+                 customer_id=older, occurred_at=datetime(2026, 11, 1, 2, tzinfo=UTC))
+    record_event(session, actor, client_event_id="e2", type="page_view", channel="online",
+                 customer_id=newer, occurred_at=datetime(2026, 11, 2, 2, tzinfo=UTC))
+    record_event(session, actor, client_event_id="e3", type="tasting_night", channel="offline",
+                 customer_id=newer, occurred_at=datetime(2026, 11, 3, 2, tzinfo=UTC))
+    session.commit()
+    person(session, tenant, "A", ("pos_card", "C-1"), ("device", "web-1"))
+    login(client, "owner@bean.tw")
+    page = client.get(f"/admin/customers/{older}").text
+    timeline = page[page.index('id="section-timeline"'):]
+    assert timeline.index("tasting_night") < timeline.index("瀏覽頁面") < timeline.index(
+        "掃描 QR Code")
+    assert "自訂" in timeline

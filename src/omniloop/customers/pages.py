@@ -13,13 +13,15 @@ from omniloop.core.db import Session
 from omniloop.core.errors import N_
 from omniloop.customers import identify as identify_service
 from omniloop.customers.consent import consents_of
+from omniloop.customers.event_types import EVENT_TYPES
+from omniloop.customers.ingest import timeline
 from omniloop.customers.models import Channel, Customer, CustomerMerge, Gender, IdentityKind
 from omniloop.customers.profiles import get_customer, identities_of, profile_ids
 from omniloop.customers.search import search_customers
 from omniloop.customers.sections import ProfileSection, register_section, sections_for
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor, Permission
-from omniloop.tenancy.stores import get_store
+from omniloop.tenancy.stores import get_store, list_stores
 from omniloop.web.auth import Admin, CsrfChecked
 from omniloop.web.forms import flash_message, redirect_done, register_flash
 from omniloop.web.nav import NavItem, register
@@ -77,6 +79,18 @@ register_section(ProfileSection("identities", N_("Identities"), "admin/sections/
                                 10, _identities_section))
 register_section(ProfileSection("consent", N_("Marketing consent"), "admin/sections/consent.html",
                                 20, _consent_section))
+TIMELINE_EVENTS = 50
+
+
+def _timeline_section(session: Session, actor: Actor, customer: Customer,
+                      ids: set[str]) -> dict[str, Any]:
+    _, events = timeline(session, actor, customer.id, limit=TIMELINE_EVENTS)
+    return {"events": events, "types": EVENT_TYPES,
+            "store_names": {s.id: s.name for s in list_stores(session, actor)}}
+
+
+register_section(ProfileSection("timeline", N_("Timeline"), "admin/sections/timeline.html", 40,
+                                _timeline_section))
 register_section(ProfileSection("merges", N_("Merge history"), "admin/sections/merges.html",
                                 90, _merges_section))
 
