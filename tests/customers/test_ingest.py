@@ -291,6 +291,9 @@ def test_ingest_needs_the_ingest_scope(client: TestClient, session: Session,
     response = post(client, pos_key, [event_json("x", identity=("device", "d"))])
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "scope_required"
+    # Without a key, even a broken body is answered 401: the key is checked first.
+    response = client.post("/api/v1/events", content=b'{"events": [')
+    assert response.status_code == 401
     assert counts(session) == (0, 0, 0)
 
 

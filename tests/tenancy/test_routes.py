@@ -311,3 +311,14 @@ def test_audit_paging_keeps_entries_that_share_a_timestamp(
         seen += [e["id"] for e in page]
         params = {"limit": "2", "before": page[-1]["at"], "before_id": page[-1]["id"]}
     assert len(seen) == len(set(seen)) == count(session, AuditEntry) == 6  # 5 stores + the key
+
+
+def test_validation_messages_name_the_field(client: TestClient, admin_key: str) -> None:
+    bad = client.post("/api/v1/stores", json=store_body(latitude=91),
+                      headers=bearer(admin_key) | {"Accept-Language": "en"})
+    assert bad.json()["error"]["message"] == "Invalid value for 'latitude'."
+    assert bad.json()["error"]["field"] == "latitude"
+    unknown = client.post("/api/v1/stores", json=store_body(colour="teal"),
+                          headers=bearer(admin_key))
+    assert unknown.json()["error"]["message"] == "不認得的欄位：colour。"
+    assert "{" not in bad.json()["error"]["message"] + unknown.json()["error"]["message"]

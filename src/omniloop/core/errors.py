@@ -26,14 +26,16 @@ class OmniloopError(Exception):
         self.params = params
         # The request field at fault (e.g. "identities.1.value"), for clients to point at.
         self.field = field
-        super().__init__(self.msgid.format(**params) if params else self.msgid)
+        values = {"field": field, **params} if field else params
+        super().__init__(self.msgid.format(**values) if values else self.msgid)
 
     def localized(self) -> str:
         """The message in the current request's language, placeholders filled in."""
         from omniloop.core.i18n import gettext
 
         text = gettext(self.msgid)
-        return text.format(**self.params) if self.params else text
+        values = {"field": self.field, **self.params} if self.field else self.params
+        return text.format(**values) if values else text
 
     def render(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.localized()}

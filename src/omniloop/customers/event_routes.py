@@ -105,8 +105,9 @@ _REQUEST_BODY = {"required": True, "content": {"application/json": {
 @router.post("/events", name="ingest", summary="Ingest a batch of events",
              status_code=status.HTTP_201_CREATED, response_model=IngestOut,
              description=INGEST_DESCRIPTION, openapi_extra={"requestBody": _REQUEST_BODY})
-def ingest(body: Annotated[EventBatchIn, Depends(batch_body)], actor: ApiActor,
+def ingest(actor: ApiActor, body: Annotated[EventBatchIn, Depends(batch_body)],
            session: SessionDep) -> IngestOut:
+    # Dependencies resolve in this order: the key is checked before the body is read.
     result = ingest_service.ingest_events(session, actor, body.events)
     return IngestOut(accepted=result.accepted, duplicates=result.duplicates,
                      created_profiles=result.created_profiles)
