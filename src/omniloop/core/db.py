@@ -84,7 +84,15 @@ def make_engine(url: str, *, for_writes: bool = True) -> Engine:
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+    if for_writes:
+        # SQLite has one writer at a time. One pooled write connection makes writers queue
+        # here, in order, and start the moment the previous one commits, instead of sleeping
+        # in SQLite's busy handler and losing the race again under load. A writer that waits
+        # longer than this gets a 503 (see errors_http), not a hang.
+        engine = create_engine(url, connect_args={"check_same_thread": False},
+                               pool_size=1, max_overflow=0, pool_timeout=30)
+    else:
+        engine = create_engine(url, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _set_sqlite_pragmas)
     event.listen(engine, "connect", _disable_pysqlite_transactions)
     event.listen(engine, "begin", _begin_immediate if for_writes else _begin_deferred)

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omniloop.core.errors import (
@@ -114,6 +115,12 @@ def install_error_handlers(app: FastAPI) -> None:
                                 status_code=exc.status_code)
         if exc.headers:
             response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(PoolTimeoutError)
+    def _pool_timeout(request: Request, exc: PoolTimeoutError) -> Response:
+        response = error_response(request, DatabaseBusy())
+        response.headers["Retry-After"] = "2"
         return response
 
     @app.exception_handler(OperationalError)
