@@ -42,9 +42,7 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,12 +50,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Response
+from harness import (
+    Children,
+    Server,
+    child_env,
+    cpu_model,
+    cpu_seconds,
+    run_child,
+    version,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 MODULE = Path(__file__).stem
@@ -65,7 +71,6 @@ STORE_COUNT = 8
 STORE_KEYS = frozenset({"id", "code", "name", "address", "latitude", "longitude", "phone",
                         "opening_hours", "active", "created_at", "updated_at"})
 FORBIDDEN_PG_DATABASES = frozenset({"omniloop_test", "omniloop_ci"})
-START_TIMEOUT = 30.0
 VALIDATE_EVERY = 50  # check the body of the first response of each connection and every Nth
 
 
@@ -222,15 +227,6 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
 # Load generator (a child process)
 # --------------------------------------------------------------------------------------------
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
@@ -289,7 +285,7 @@ def run_load(config: dict[str, Any]) -> dict[str, Any]:
     def mark(name: str) -> Callable[[], None]:
         def record() -> None:
             marks[f"{name}_wall"] = time.perf_counter()
-            marks[f"{name}_server_cpu"] = _cpu_seconds(config["server_pid"])
+            marks[f"{name}_server_cpu"] = cpu_seconds(config["server_pid"])
             marks[f"{name}_client_cpu"] = time.process_time()
         return record
 
@@ -389,114 +385,6 @@ class Result:
     client_util: float
 
 
-class Children:
-    """Every process this run starts, so that all of them end with it."""
-
-    def __init__(self, pin: bool) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-        # Server on the first CPU, load generator on the second: each gets a core of its own
-        # and neither pays for the other's scheduling.
-        self.pin = pin and hasattr(os, "sched_setaffinity") and len(self.cpus()) >= 2
-
-    @staticmethod
-    def cpus() -> list[int]:
-        return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-
-    def start(self, args: list[str], env: dict[str, str], cwd: Path,
-              log: Path | None = None, cpu: int | None = None) -> subprocess.Popen[bytes]:
-        # A session of their own: Ctrl-C reaches this process only, which then stops them.
-        if log is None:
-            process = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, start_new_session=True)
-        else:
-            with log.open("wb") as output:
-                process = subprocess.Popen(args, env=env, cwd=cwd, stdout=output,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(process)
-        if self.pin and cpu is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(process.pid, {self.cpus()[cpu]})
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        if process in self.processes:
-            self.processes.remove(process)
-
-    def stop_all(self) -> None:
-        for process in list(self.processes):
-            self.stop(process)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNILOOP_", "BENCH_"))}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
-
-
-def _run_child(children: Children, mode: str, config: dict[str, Any], env: dict[str, str],
-               cwd: Path, timeout: float, cpu: int | None = None) -> dict[str, Any]:
-    process = children.start([sys.executable, str(Path(__file__).resolve()), mode,
-                              json.dumps(config)], env, cwd, cpu=cpu)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        children.stop(process)
-        raise SystemExit(f"{mode} did not finish within {timeout:.0f} s") from None
-    children.stop(process)
-    if process.returncode != 0:
-        raise SystemExit(f"{mode} failed (exit {process.returncode}):\n"
-                         f"{err.decode(errors='replace')[-3000:]}")
-    return dict(json.loads(out.decode().strip().splitlines()[-1]))
-
-
-class Server:
-    def __init__(self, children: Children, name: str, target: str, env: dict[str, str],
-                 cwd: Path, log: Path, probe: str, app_dir: Path | None = None) -> None:
-        self.children, self.name, self.log, self.probe = children, name, log, probe
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1",
-                "--port", str(self.port), "--no-access-log", "--log-level", "warning"]
-        if app_dir is not None:
-            args += ["--app-dir", str(app_dir)]
-        self.process = children.start(args, env, cwd, log, cpu=0)
-
-    def wait_ready(self, headers: dict[str, str]) -> bytes:
-        import httpx
-
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                response = httpx.get(self.base_url + self.probe, headers=headers, timeout=5)
-                if response.status_code == 200:
-                    return response.content
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.children.stop(self.process)
-        raise SystemExit(f"{self.name} did not start on {self.base_url}:\n"
-                         f"{self.log.read_text(errors='replace')[-3000:]}")
-
-    def stop(self) -> None:
-        self.children.stop(self.process)
-
-
 OPERATIONS = {"get": f"GET /stores ({STORE_COUNT})", "post": "POST /stores",
               "patch": "PATCH /stores/{id}"}
 
@@ -509,7 +397,7 @@ def _measure(children: Children, server: Server, kind: str, label: str, flavour:
               "warmup": args.warmup, "seconds": args.seconds,
               "max_requests": args.max_requests, "api_key": seed_info["api_key"],
               "store_ids": seed_info["store_ids"], "server_pid": server.process.pid, "tag": tag}
-    outcome = _run_child(children, "_load", config, _child_env({}), tmp,
+    outcome = run_child(children, __file__, "_load", config, child_env({}), tmp,
                          timeout=args.warmup + args.seconds + 120, cpu=1)
     if "error" in outcome:
         raise SystemExit(f"FAILED: {label}, {OPERATIONS[kind]}: {outcome['error']}\n"
@@ -536,10 +424,10 @@ def _run_omniloop(children: Children, label: str, url: str, tmp: Path, data_dir:
                   args: argparse.Namespace, floor_db: Path | None,
                   results: list[Result]) -> tuple[dict[str, Any], bytes]:
     data_dir.mkdir()
-    env = _child_env({"OMNILOOP_DATA_DIR": str(data_dir), "OMNILOOP_DATABASE_URL": url,
+    env = child_env({"OMNILOOP_DATA_DIR": str(data_dir), "OMNILOOP_DATABASE_URL": url,
                       "OMNILOOP_SECRET_KEY": secrets.token_urlsafe(32)})
     print(f"seeding {label} …", file=sys.stderr, flush=True)
-    seed_info = _run_child(children, "_seed",
+    seed_info = run_child(children, __file__, "_seed",
                            {"url": url, "floor_db": str(floor_db) if floor_db else None},
                            env, data_dir, timeout=120)
     server = Server(children, label, "omniloop.app:create_app", env, data_dir,
@@ -559,7 +447,7 @@ def _run_floors(children: Children, tmp: Path, body: bytes, floor_db: Path,
                 results: list[Result]) -> None:
     body_file = tmp / "floor_body.json"
     body_file.write_bytes(body)
-    env = _child_env({"BENCH_FLOOR_BODY": str(body_file), "BENCH_FLOOR_DB": str(floor_db),
+    env = child_env({"BENCH_FLOOR_BODY": str(body_file), "BENCH_FLOOR_DB": str(floor_db),
                       "BENCH_TENANT_ID": seed_info["tenant_id"]})
     floors = (("framework floor", "floor_json_app", "framework", ("get",)),
               ("raw-SQL floor (sqlite3)", "floor_sql_app", "sql", ("get", "post", "patch")))
@@ -575,21 +463,6 @@ def _run_floors(children: Children, tmp: Path, body: bytes, floor_db: Path,
                                         args, tmp, tag=f"F{kind[:2]}"))
         finally:
             server.stop()
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> str:
@@ -702,11 +575,11 @@ def main(argv: list[str]) -> int:
     if load_before is not None:
         print(f"1-minute load average before / after the run: {load_before:.2f} / "
               f"{os.getloadavg()[0]:.2f} (anything else running skews the figures)")
-    print(f"{os.cpu_count()} CPUs ({_cpu_model()}), Python {platform.python_version()}, "
-          f"SQLite {sqlite3.sqlite_version}, fastapi {_version('fastapi')}, "
-          f"starlette {_version('starlette')}, pydantic {_version('pydantic')}, "
-          f"SQLAlchemy {_version('sqlalchemy')}, uvicorn {_version('uvicorn')}, "
-          f"httpx {_version('httpx')}")
+    print(f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
+          f"SQLite {sqlite3.sqlite_version}, fastapi {version('fastapi')}, "
+          f"starlette {version('starlette')}, pydantic {version('pydantic')}, "
+          f"SQLAlchemy {version('sqlalchemy')}, uvicorn {version('uvicorn')}, "
+          f"httpx {version('httpx')}")
     print()
     print(render(results, args.markdown))
     print()

@@ -46,20 +46,19 @@ import platform
 import random
 import secrets
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
+
+from harness import Children, Server, child_env, cpu_model, cpu_seconds, run_child, version
 
 BATCH = 1000
 TARGET_EVENTS = 20_000.0
@@ -67,7 +66,6 @@ TARGET_IDENTIFY = 2_000.0
 KNOWN_DEVICES = 5_000
 KNOWN_PHONES = 5_000
 STORE_CODES = ("TPE-01", "TPE-02", "TXG-01", "KHH-01")
-START_TIMEOUT = 30.0
 RUN_PREFIX = "run"
 EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "customer_id", "type", "channel",
                  "source", "store_id", "campaign_id", "properties", "occurred_at",
@@ -151,15 +149,6 @@ _KINDS = (  # (type, offline?, properties)
 )
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def build_batches(count: int, tag: str, seed_value: int) -> list[bytes]:
     rng = random.Random(seed_value)
     now = datetime.now(UTC)
@@ -233,7 +222,7 @@ def _drive(config: dict[str, Any], bodies: list[bytes], path: str, warmup: int,
 
     def start() -> None:
         marks["wall"] = time.perf_counter()
-        marks["server_cpu"] = _cpu_seconds(config["server_pid"])
+        marks["server_cpu"] = cpu_seconds(config["server_pid"])
         marks["client_cpu"] = time.process_time()
         deadline[0] = time.perf_counter() + config["seconds"]
 
@@ -266,7 +255,7 @@ def _drive(config: dict[str, Any], bodies: list[bytes], path: str, warmup: int,
     for thread in threads:
         thread.join(timeout=config["seconds"] + 120)
     wall = time.perf_counter() - (marks.get("wall") or 0.0)
-    end_cpu = _cpu_seconds(config["server_pid"])
+    end_cpu = cpu_seconds(config["server_pid"])
     if failure:
         return {"error": failure[0]}
     if any(thread.is_alive() for thread in threads):
@@ -359,107 +348,6 @@ def run_floor(config: dict[str, Any]) -> dict[str, Any]:
 # Orchestration
 # --------------------------------------------------------------------------------------------
 
-class Children:
-    """Every process this run starts, so that all of them end with it."""
-
-    def __init__(self, pin: bool) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.pin = pin and hasattr(os, "sched_setaffinity") and len(self.cpus()) >= 2
-
-    @staticmethod
-    def cpus() -> list[int]:
-        return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-
-    def start(self, args: list[str], env: dict[str, str], cwd: Path,
-              log: Path | None = None, cpu: int | None = None) -> subprocess.Popen[bytes]:
-        # A session of their own: Ctrl-C reaches this process only, which then stops them.
-        if log is None:
-            process = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, start_new_session=True)
-        else:
-            with log.open("wb") as output:
-                process = subprocess.Popen(args, env=env, cwd=cwd, stdout=output,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(process)
-        if self.pin and cpu is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(process.pid, {self.cpus()[cpu]})
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        if process in self.processes:
-            self.processes.remove(process)
-
-    def stop_all(self) -> None:
-        for process in list(self.processes):
-            self.stop(process)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNILOOP_", "BENCH_"))}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
-
-
-def _run_child(children: Children, mode: str, config: dict[str, Any], env: dict[str, str],
-               cwd: Path, timeout: float, cpu: int | None = None) -> dict[str, Any]:
-    process = children.start([sys.executable, str(Path(__file__).resolve()), mode,
-                              json.dumps(config)], env, cwd, cpu=cpu)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        children.stop(process)
-        raise SystemExit(f"{mode} did not finish within {timeout:.0f} s") from None
-    children.stop(process)
-    if process.returncode != 0:
-        raise SystemExit(f"{mode} failed (exit {process.returncode}):\n"
-                         f"{err.decode(errors='replace')[-3000:]}")
-    return dict(json.loads(out.decode().strip().splitlines()[-1]))
-
-
-class Server:
-    def __init__(self, children: Children, env: dict[str, str], cwd: Path, log: Path) -> None:
-        self.children, self.log = children, log
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "uvicorn", "omniloop.app:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-                "--log-level", "warning"]
-        self.process = children.start(args, env, cwd, log, cpu=0)
-
-    def wait_ready(self, api_key: str) -> None:
-        import httpx
-
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and self.process.poll() is None:
-            with contextlib.suppress(httpx.TransportError):
-                response = httpx.get(f"{self.base_url}/api/v1/events/types", timeout=5,
-                                     headers={"Authorization": f"Bearer {api_key}"})
-                if response.status_code == 200:
-                    return
-            time.sleep(0.1)
-        self.children.stop(self.process)
-        raise SystemExit(f"omniloop did not start on {self.base_url}:\n"
-                         f"{self.log.read_text(errors='replace')[-3000:]}")
-
-    def stop(self) -> None:
-        self.children.stop(self.process)
-
-
 @dataclass
 class Figures:
     events: int
@@ -480,60 +368,46 @@ class Figures:
     sizes: dict[str, int]
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
-
-
 def run(args: argparse.Namespace, children: Children, tmp: Path) -> Figures:
     data_dir = tmp / "omniloop"
     data_dir.mkdir()
     db_path = data_dir / "bench.db"
-    env = _child_env({"OMNILOOP_DATA_DIR": str(data_dir),
+    env = child_env({"OMNILOOP_DATA_DIR": str(data_dir),
                       "OMNILOOP_DATABASE_URL": f"sqlite:///{db_path.as_posix()}",
                       "OMNILOOP_SECRET_KEY": secrets.token_urlsafe(32)})
     print("seeding …", file=sys.stderr, flush=True)
-    seeded = _run_child(children, "_seed", {"url": f"sqlite:///{db_path.as_posix()}"}, env,
+    seeded = run_child(children, __file__, "_seed", {"url": f"sqlite:///{db_path.as_posix()}"}, env,
                         data_dir, timeout=120)
-    server = Server(children, env, data_dir, tmp / "server.log")
+    server = Server(children, "omniloop", "omniloop.app:create_app", env, data_dir,
+                    tmp / "server.log", probe="/api/v1/events/types")
     try:
-        server.wait_ready(seeded["api_key"])
+        server.wait_ready({"Authorization": f"Bearer {seeded['api_key']}"})
         base = {"base_url": server.base_url, "api_key": seeded["api_key"],
                 "server_pid": server.process.pid, "connections": args.connections,
                 "tag": "1"}
         print(f"POST /events: {args.batches} batches of {BATCH:,} over {args.connections} "
               "connections …", file=sys.stderr, flush=True)
-        events = _run_child(children, "_load", {
+        events = run_child(children, __file__, "_load", {
             **base, "kind": "events", "batches": args.batches + args.warmup,
             "warmup": args.warmup, "seconds": args.seconds},
-            _child_env({}), tmp, timeout=args.seconds + 180, cpu=1)
+            child_env({}), tmp, timeout=args.seconds + 180, cpu=1)
         if "error" in events:
             raise SystemExit(f"FAILED: POST /events: {events['error']}\nserver log tail:\n"
                              f"{server.log.read_text(errors='replace')[-2000:]}")
         print("POST /customers/identify …", file=sys.stderr, flush=True)
-        identify = _run_child(children, "_load", {
+        identify = run_child(children, __file__, "_load", {
             **base, "kind": "identify", "calls": args.identify_calls + 50, "warmup": 50,
             "seconds": args.identify_seconds, "connections": args.identify_connections},
-            _child_env({}), tmp, timeout=args.identify_seconds + 180, cpu=1)
+            child_env({}), tmp, timeout=args.identify_seconds + 180, cpu=1)
         if "error" in identify:
             raise SystemExit(f"FAILED: identify: {identify['error']}\nserver log tail:\n"
                              f"{server.log.read_text(errors='replace')[-2000:]}")
     finally:
         server.stop()
     print("raw floor …", file=sys.stderr, flush=True)
-    floor = _run_child(children, "_floor", {"source": str(db_path),
+    floor = run_child(children, __file__, "_floor", {"source": str(db_path),
                                             "floor": str(tmp / "floor.db")},
-                       _child_env({}), tmp, timeout=300, cpu=0)
+                       child_env({}), tmp, timeout=300, cpu=0)
     expected = (args.warmup + events["requests"]) * BATCH
     if floor["rows"] != expected or floor["stored"] != expected:
         raise SystemExit(f"FAILED: omniloop stored {floor['rows']:,} run events and the floor "
@@ -585,10 +459,10 @@ def report(f: Figures, args: argparse.Namespace, pinned: bool, load: tuple[float
         f"omniloop event ingestion: {BATCH:,}-event batches over {args.connections} keep-alive "
         f"connections; identify over {args.identify_connections}; "
         f"{'server and load process pinned to a CPU each' if pinned else 'unpinned'}",
-        f"{os.cpu_count()} CPUs ({_cpu_model()}), Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, fastapi {_version('fastapi')}, "
-        f"pydantic {_version('pydantic')}, SQLAlchemy {_version('sqlalchemy')}, "
-        f"uvicorn {_version('uvicorn')}",
+        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, fastapi {version('fastapi')}, "
+        f"pydantic {version('pydantic')}, SQLAlchemy {version('sqlalchemy')}, "
+        f"uvicorn {version('uvicorn')}",
     ]
     if load is not None:
         lines.append(f"1-minute load average before / after: {load[0]:.2f} / {load[1]:.2f} "
