@@ -212,3 +212,18 @@ def test_concurrent_identify_of_a_new_phone_creates_one_customer(
     fresh(session)
     assert session.scalar(select(func.count()).select_from(Customer)) == 1
     assert session.scalar(select(func.count()).select_from(CustomerIdentity)) == 9
+
+
+def test_undo_refused_after_erasure(client: TestClient, key: str) -> None:
+    identify(client, key, ("pos_card", "C-1"))
+    identify(client, key, ("pos_card", "C-2"))
+    joined = identify(client, key, ("pos_card", "C-1"), ("pos_card", "C-2"))
+    survivor = joined["customer"]["id"]
+    merge_id = client.get(f"/api/v1/customers/{survivor}/merges",
+                          headers=bearer(key)).json()[0]["id"]
+    erased = client.post(f"/api/v1/customers/{survivor}/erase", headers=bearer(key),
+                         json={"reason": "customer asked under PDPA art. 11"})
+    assert erased.status_code == 200, erased.text
+    refused = client.post(f"/api/v1/customers/merges/{merge_id}/undo", headers=bearer(key))
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "customer_erased"

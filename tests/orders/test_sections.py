@@ -32,3 +32,23 @@ def test_export_and_360_page_include_the_persons_orders(client: TestClient,
     page = client.get(f"/admin/customers/{customer_id}")
     assert "拿鐵 ×2" in page.text
     assert "$260" in page.text
+
+
+def test_no_new_order_on_an_erased_customer(client: TestClient, session: Session) -> None:
+    tenant = make_tenant(session)
+    make_store(session, tenant, code="TPE-01")
+    key = make_api_key(session, tenant)
+    person = client.post("/api/v1/customers/identify", headers=bearer(key), json={
+        "identities": [{"kind": "phone", "value": "0912-345-678"}]}).json()["customer"]["id"]
+    client.post(f"/api/v1/customers/{person}/erase", headers=bearer(key),
+                json={"reason": "asked to be forgotten"})
+    refused = client.post("/api/v1/orders", headers=bearer(key), json={
+        "external_id": "POS-9", "store_code": "TPE-01", "customer_id": person,
+        "lines": [{"sku": "CF-LATTE", "quantity": 1, "unit_price_minor": 13000}],
+        "paid_at": "2026-11-20T08:30:00+08:00"})
+    assert refused.status_code == 409
+    assert refused.json()["error"] | {"message": ""} == {
+        "code": "customer_erased", "field": "customer_id", "message": ""}
+    listed = client.get("/api/v1/orders", headers=bearer(key))
+    assert listed.status_code == 200
+    assert "POS-9" not in listed.text

@@ -20,6 +20,7 @@ from omniloop.core.clock import utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import Conflict
 from omniloop.customers.errors import (
+    CustomerErased,
     InvalidIdentity,
     MergeAlreadyUndone,
     MergeHasLaterMerges,
@@ -99,7 +100,9 @@ def _identify_once(session: Session, actor: Actor, pairs: list[Pair], traits: Tr
             merge(session, actor, customer, other,
                   reason=f"identify via {source}: shared identities")
             merged.append(other.id)
-    for kind, value in pairs:
+    # Inserted in key order, as batch ingestion does, so two writers adding overlapping new
+    # identities take the index locks in the same order and cannot deadlock on PostgreSQL.
+    for kind, value in sorted(pairs):
         if (kind, value) not in existing:
             session.add(CustomerIdentity(tenant_id=tenant_id, customer_id=customer.id,
                                          kind=kind, value=value, source=source))
@@ -198,6 +201,8 @@ def undo_merge(session: Session, actor: Actor, merge_id: str) -> CustomerMerge:
     # Foreign keys guarantee both profiles exist; merged profiles are never deleted.
     survivor = session.get_one(Customer, (actor.tenant_id, record.survivor_id))
     merged = session.get_one(Customer, (actor.tenant_id, record.merged_id))
+    if survivor.erased_at is not None or merged.erased_at is not None:
+        raise CustomerErased()
     if survivor.merged_into_id is not None:
         raise MergeHasLaterMerges()
     moved_ids = record.snapshot["moved_identity_ids"]

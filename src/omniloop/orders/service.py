@@ -28,7 +28,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from omniloop.catalog.service import find_product_by_sku
 from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Session
-from omniloop.customers.errors import CustomerNotFound
+from omniloop.customers.errors import CustomerErased, CustomerNotFound
 from omniloop.customers.events import record_event
 from omniloop.customers.identify import Pair, identify, normalize_identities
 from omniloop.customers.profiles import get_customer, profile_ids
@@ -193,10 +193,13 @@ def _replay(existing: Order, digest: str, external_id: str) -> tuple[Order, bool
 def _customer_id(session: Session, actor: Actor, data: OrderIn) -> str | None:
     if data.customer_id is not None:
         try:
-            return get_customer(session, actor, data.customer_id).id
+            customer = get_customer(session, actor, data.customer_id)
         except CustomerNotFound as exc:
             exc.field = "customer_id"
             raise
+        if customer.erased_at is not None:  # as event ingestion: no new data on an erased person
+            raise CustomerErased(field="customer_id")
+        return customer.id
     if data.identities:
         return identify(session, actor, data.identities, data.traits, source=data.source
                         ).customer.id
