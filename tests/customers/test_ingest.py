@@ -507,3 +507,29 @@ def test_concurrent_overlapping_batches_store_everything_once(
             identity = event.get("identity")
             assert identity is not None
             assert by_id[event["id"]] == owners[identity["value"]], event["id"]
+
+
+def test_store_bound_key_sees_only_its_stores_events_on_the_timeline(
+        client: TestClient, session: Session) -> None:
+    from omniloop.customers.events import record_event
+    from omniloop.tenancy.access import system_actor
+    from tests.tenancy.factories import bearer, make_api_key, make_store, make_tenant
+
+    tenant = make_tenant(session)
+    mine = make_store(session, tenant, code="MINE")
+    other = make_store(session, tenant, code="OTHER")
+    admin = make_api_key(session, tenant)
+    person = client.post("/api/v1/customers/identify", headers=bearer(admin), json={
+        "identities": [{"kind": "pos_card", "value": "C-1"}]}).json()["customer"]["id"]
+    actor = system_actor(tenant.id)
+    for index, store in enumerate((mine, other, None)):
+        record_event(session, actor, client_event_id=f"t{index}", type="store_visit",
+                     channel="offline", customer_id=person,
+                     store_id=store.id if store else None)
+    session.commit()
+    pos = make_api_key(session, tenant, scopes=["pos"], store=mine)
+    seen = client.get(f"/api/v1/customers/{person}/events", headers=bearer(pos))
+    assert seen.status_code == 200, seen.text
+    assert [e["store_id"] for e in seen.json()["events"]] == [mine.id]
+    everything = client.get(f"/api/v1/customers/{person}/events", headers=bearer(admin))
+    assert len(everything.json()["events"]) == 3

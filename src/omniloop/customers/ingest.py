@@ -440,6 +440,10 @@ def timeline(session: Session, actor: Actor, customer_id: str, limit: int = 50,
     ids = profile_ids(session, actor.tenant_id, customer.id)
     query = select(Event).where(Event.tenant_id == actor.tenant_id,
                                 Event.customer_id.in_(ids))
+    if actor.store_ids is not None:
+        # Like orders: a store-bound key, a cashier or a manager sees what happened in their
+        # stores, not the person's activity elsewhere.
+        query = query.where(Event.store_id.in_(actor.store_ids))
     if before is not None:
         before = as_utc(before)
         if before_id is not None:
