@@ -17,8 +17,9 @@ from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Database, Session
 from omniloop.core.ids import new_id
 from omniloop.customers import identify as identify_service
+from omniloop.customers.errors import BatchSizeInvalid
 from omniloop.customers.event_types import EVENT_TYPES
-from omniloop.customers.ingest import BatchSizeInvalid, _new_ids, ingest_events
+from omniloop.customers.ingest import _new_ids, ingest_events
 from omniloop.customers.ingest_schemas import EventBatchIn
 from omniloop.customers.models import Customer, CustomerIdentity, CustomerMerge, Event, IdentityKind
 from omniloop.customers.schemas import IdentityIn

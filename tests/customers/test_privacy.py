@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from omniloop.core.db import Database, Session
 from omniloop.core.errors import Forbidden
 from omniloop.customers import consent, privacy
-from omniloop.customers.errors import CustomerErased
+from omniloop.customers.errors import CustomerErased, ErasureReasonInvalid
 from omniloop.customers.events import record_event
 from omniloop.customers.models import (
     Channel,
@@ -324,7 +324,7 @@ def test_erase_needs_a_reason(client: TestClient, key: str, session: Session,
 def test_service_refuses_a_blank_reason(database: Database, tenant: Tenant, client: TestClient,
                                         key: str) -> None:
     customer = identify(client, key, ("phone", PHONE_TYPED))["customer"]["id"]
-    with database.unit_of_work() as uow, pytest.raises(privacy.ErasureReasonInvalid) as caught:
+    with database.unit_of_work() as uow, pytest.raises(ErasureReasonInvalid) as caught:
         privacy.erase_customer(uow, system_actor(tenant.id), customer, "  \n ")
     assert caught.value.field == "reason"
     assert caught.value.status == 422

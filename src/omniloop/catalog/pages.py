@@ -27,7 +27,13 @@ from omniloop.core.money import minor_digits, to_major, to_minor
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Permission
 from omniloop.web.auth import Admin, AdminContext, CsrfChecked
-from omniloop.web.forms import flash_message, redirect_done, refused, register_flash
+from omniloop.web.forms import (
+    field_errors,
+    flash_message,
+    redirect_done,
+    refused,
+    register_flash,
+)
 from omniloop.web.nav import NavItem, register
 from omniloop.web.templating import render
 
@@ -77,26 +83,22 @@ def _form_values(sku: str, name: str, category: str, price: str, active: bool) -
     return {"sku": sku, "name": name, "category": category, "price": price, "active": active}
 
 
-def _field_error(field: str) -> str:
-    message = FIELD_ERRORS.get(field) or FIELD_ERRORS["name"]
-    return gettext(message)
-
-
 def _validate(values: dict[str, Any], currency: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The form's fields as a product body, and a translated message per invalid field."""
     errors: dict[str, str] = {}
     price_minor = _parse_price(values["price"], currency)
     if price_minor is None:
-        errors["price"] = _field_error("price")
+        price_message = FIELD_ERRORS["price"]
+        errors["price"] = gettext(price_message)
     body = {"sku": values["sku"], "name": values["name"], "category": values["category"],
             "price_minor": price_minor if price_minor is not None else 0,
             "active": values["active"]}
     try:
         ProductCreate.model_validate(body)
     except ValidationError as exc:
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "name"
-            errors.setdefault(field, _field_error(field))
+        found = field_errors(exc, FIELD_ERRORS, fallback=FIELD_ERRORS["name"],
+                             model_field="name")
+        errors = found | errors  # the price message from parsing comes first
     return body, errors
 
 

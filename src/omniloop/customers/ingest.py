@@ -55,9 +55,20 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Session
-from omniloop.core.errors import N_, Conflict, ValidationFailed
+from omniloop.core.errors import Conflict
 from omniloop.core.ids import new_id
-from omniloop.customers.errors import CustomerErased, CustomerNotFound, InvalidIdentity
+from omniloop.customers.errors import (
+    BatchSizeInvalid,
+    CustomerErased,
+    CustomerNotFound,
+    EventChannelRequired,
+    EventInFuture,
+    EventPropertiesTooLarge,
+    EventStoreAmbiguous,
+    EventTypeInvalid,
+    EventWhoInvalid,
+    InvalidIdentity,
+)
 from omniloop.customers.event_types import EVENT_TYPES, is_valid_type
 from omniloop.customers.identities import normalize
 from omniloop.customers.ingest_schemas import MAX_BATCH, MAX_PROPERTIES_BYTES, EventIn
@@ -83,42 +94,6 @@ _EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "customer_id", "type", "
                   "received_at")
 _CUSTOMER_COLUMNS = ("tenant_id", "id", "tags", "created_at", "updated_at")
 _IDENTITY_COLUMNS = ("tenant_id", "id", "customer_id", "kind", "value", "source", "created_at")
-
-
-class BatchSizeInvalid(ValidationFailed):
-    code = "event_batch_size"
-    message = N_("Send between 1 and {limit} events per batch.")
-
-
-class EventWhoInvalid(ValidationFailed):
-    code = "event_customer_required"
-    message = N_("Give exactly one of 'customer_id' and 'identity'.")
-
-
-class EventTypeInvalid(ValidationFailed):
-    code = "event_type_invalid"
-    message = N_("'{type}' is not an event type: use lower-case letters, digits and '_', "
-                 "2 to 48 characters, starting with a letter.")
-
-
-class EventChannelRequired(ValidationFailed):
-    code = "event_channel_required"
-    message = N_("'{type}' is a custom event type: give its channel (online or offline).")
-
-
-class EventInFuture(ValidationFailed):
-    code = "event_in_future"
-    message = N_("The event time is more than 5 minutes in the future.")
-
-
-class EventPropertiesTooLarge(ValidationFailed):
-    code = "event_properties_too_large"
-    message = N_("Event properties may take at most {limit} bytes of JSON.")
-
-
-class EventStoreAmbiguous(ValidationFailed):
-    code = "event_store_ambiguous"
-    message = N_("Give 'store_id' or 'store_code', not both.")
 
 
 @dataclass(frozen=True)

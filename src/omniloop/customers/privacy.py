@@ -31,8 +31,7 @@ from sqlalchemy import delete, or_, select, update
 
 from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Session
-from omniloop.core.errors import N_, ValidationFailed
-from omniloop.customers.errors import CustomerErased, InvalidIdentity
+from omniloop.customers.errors import CustomerErased, ErasureReasonInvalid, InvalidIdentity
 from omniloop.customers.identify import TRAIT_FIELDS
 from omniloop.customers.identities import normalize_phone
 from omniloop.customers.models import (
@@ -96,11 +95,6 @@ def register_export_section(name: str, section: ExportSection) -> None:
 def register_erase_step(name: str, step: EraseStep) -> None:
     """Run `step` in every erasure; its count is reported in the audit entry under `name`."""
     ERASE_STEPS[name] = step
-
-
-class ErasureReasonInvalid(ValidationFailed):
-    code = "erasure_reason_invalid"
-    message = N_("Give the reason for the erasure, in 1 to {limit} characters.")
 
 
 # --- export ------------------------------------------------------------------------------

@@ -43,7 +43,13 @@ from omniloop.tenancy.schemas import (
     parse_day_ranges,
 )
 from omniloop.web.auth import Admin, AdminContext, CsrfChecked, sign_in
-from omniloop.web.forms import flash_message, redirect_done, refused, register_flash
+from omniloop.web.forms import (
+    field_errors,
+    flash_message,
+    redirect_done,
+    refused,
+    register_flash,
+)
 from omniloop.web.nav import NavItem, register
 from omniloop.web.templating import render
 
@@ -103,18 +109,6 @@ API_KEY_FIELD_ERRORS: dict[str, str] = {
     "scopes": N_("Choose at least one scope."),
     "store_id": N_("Choose a store from the list."),
 }
-
-
-def _field_errors(exc: ValidationError, messages: dict[str, str],
-                  model_field: str = "form") -> dict[str, str]:
-    """One translated message per form field from a schema's validation errors."""
-    errors: dict[str, str] = {}
-    for err in exc.errors():
-        loc = err.get("loc", ())
-        field = str(loc[0]) if loc else ""
-        message = messages.get(field, N_("Some fields are missing or invalid."))
-        errors.setdefault(field or model_field, gettext(message))
-    return errors
 
 
 # --- stores ---------------------------------------------------------------------------------
@@ -180,7 +174,7 @@ def _parse_store(form: StoreForm, *, creating: bool) -> tuple[dict[str, Any], di
     try:
         (StoreCreate if creating else StoreFields).model_validate(data)
     except ValidationError as exc:
-        for field, message in _field_errors(exc, STORE_FIELD_ERRORS, "latitude").items():
+        for field, message in field_errors(exc, STORE_FIELD_ERRORS, model_field="latitude").items():
             errors.setdefault(field, message)
     return data, errors
 
@@ -327,7 +321,7 @@ def staff_create(admin: Admin, session: SessionDep,
             "role": form.role, "store_ids": form.store_ids, "locale": form.locale or None})
     except ValidationError as exc:
         return _staff_form(admin, session, member=None, values=form.values(),
-                           errors=_field_errors(exc, STAFF_FIELD_ERRORS), status_code=422)
+                           errors=field_errors(exc, STAFF_FIELD_ERRORS), status_code=422)
     try:
         staff.create_staff(session, admin.actor, data)
     except (StaffEmailTaken, StoresRequired, StoreNotFound) as exc:
@@ -360,7 +354,7 @@ def staff_update(staff_id: str, admin: Admin, session: SessionDep,
         data = StaffUpdate.model_validate(fields)
     except ValidationError as exc:
         return _staff_form(admin, session, member=member, values=values,
-                           errors=_field_errors(exc, STAFF_FIELD_ERRORS), status_code=422)
+                           errors=field_errors(exc, STAFF_FIELD_ERRORS), status_code=422)
     try:
         staff.update_staff(session, admin.actor, member.id, data)
     except (CannotRemoveLastOwner, StoresRequired, StoreNotFound) as exc:
@@ -414,7 +408,7 @@ def api_key_create(admin: Admin, session: SessionDep,
                                             "store_id": form.store_id or None})
     except ValidationError as exc:
         return _api_key_form(admin, session, values=form.values(),
-                             errors=_field_errors(exc, API_KEY_FIELD_ERRORS), status_code=422)
+                             errors=field_errors(exc, API_KEY_FIELD_ERRORS), status_code=422)
     try:
         key, secret = apikeys.create_api_key(session, admin.actor, data)
     except StoreNotFound as exc:

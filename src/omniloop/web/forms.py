@@ -5,9 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 
 from omniloop.core.db import Session
-from omniloop.core.errors import OmniloopError
+from omniloop.core.errors import OmniloopError, ValidationFailed
 from omniloop.core.i18n import gettext
 
 
@@ -38,3 +39,22 @@ def flash_message(done: str | None) -> str | None:
 def redirect_done(path: str, done: str) -> RedirectResponse:
     """Post/redirect/get: back to `path`, which then shows the flash registered as `done`."""
     return RedirectResponse(f"{path}?{urlencode({'done': done})}", status_code=303)
+
+
+SOME_FIELDS_INVALID = ValidationFailed.message
+
+
+def field_errors(exc: ValidationError, messages: dict[str, str], *,
+                 fallback: str = SOME_FIELDS_INVALID,
+                 model_field: str = "form") -> dict[str, str]:
+    """One translated message per form field from a schema's validation errors.
+
+    `messages` holds the message (an English msgid) per field; a field without one gets
+    `fallback`, and an error of the whole model (no field) is shown at `model_field`.
+    """
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        field = str(loc[0]) if loc else ""
+        errors.setdefault(field or model_field, gettext(messages.get(field, fallback)))
+    return errors
