@@ -65,6 +65,16 @@ def _wants_json(request: Request) -> bool:
 
 def error_response(request: Request, error: OmniloopError,
                    details: list[dict[str, Any]] | None = None) -> Response:
+    response = _error_response(request, error, details)
+    # Errors that know when to come back (rate limits) say so in the standard header.
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _error_response(request: Request, error: OmniloopError,
+                    details: list[dict[str, Any]] | None) -> Response:
     if not _wants_json(request) and _page_renderer is not None:
         page = _page_renderer(request, error)
         if page is not None:
