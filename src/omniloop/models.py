@@ -1,5 +1,6 @@
 """Imports every module's tables so Base.metadata is complete (Alembic, tests, schema checks)."""
 
+from omniloop.campaigns import models as campaigns_models
 from omniloop.catalog import models as catalog_models
 from omniloop.core.db import Base
 from omniloop.customers import models as customers_models
@@ -7,5 +8,5 @@ from omniloop.imports import models as imports_models  # noqa: F401
 from omniloop.orders import models as orders_models
 from omniloop.tenancy import models as tenancy_models
 
-__all__ = ["Base", "catalog_models", "customers_models", "orders_models",
+__all__ = ["Base", "campaigns_models", "catalog_models", "customers_models", "orders_models",
            "tenancy_models"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from omniloop.campaigns import code_routes, pos_routes
+from omniloop.campaigns import routes as campaigns_routes
 from omniloop.catalog.routes import router as catalog_router
 from omniloop.customers import event_routes
 from omniloop.customers.privacy_routes import router as privacy_router
@@ -18,3 +20,6 @@ api_router.include_router(customers_router)
 api_router.include_router(event_routes.router)
 api_router.include_router(orders_router)
 api_router.include_router(privacy_router)
+api_router.include_router(campaigns_routes.router)
+api_router.include_router(code_routes.router)
+api_router.include_router(pos_routes.router)

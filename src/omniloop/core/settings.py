@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_lockout_seconds: int = 15 * 60
     sqlite_busy_timeout_ms: int = 5000
+    redemption_void_minutes: int = Field(
+        default=30, description="How long after a redemption the POS may still void it.")
+    pos_guess_limit: int = Field(
+        default=20, description="Failed code lookups (unknown codes, bad QR tokens) allowed "
+                                "per API key, staff member or IP within the window.")
+    pos_guess_window_seconds: int = 600
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -42,6 +42,8 @@ class Permission(enum.StrEnum):
     customers_write = "customers.write"
     customers_merge = "customers.merge"
     customers_erase = "customers.erase"
+    campaigns_read = "campaigns.read"
+    campaigns_manage = "campaigns.manage"
     pos_use = "pos.use"
     ingest = "ingest"
 
@@ -51,12 +53,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.marketer: frozenset({
         Permission.stores_read, Permission.staff_read, Permission.catalog_read,
         Permission.catalog_manage, Permission.audit_read, Permission.customers_read,
-        Permission.customers_write, Permission.customers_merge,
+        Permission.customers_write, Permission.customers_merge, Permission.campaigns_read,
+        Permission.campaigns_manage,
     }),
     Role.store_manager: frozenset({
         Permission.stores_read, Permission.stores_update, Permission.staff_read,
         Permission.catalog_read, Permission.pos_use, Permission.customers_read,
-        Permission.customers_write,
+        Permission.customers_write, Permission.campaigns_read,
     }),
     Role.cashier: frozenset({Permission.stores_read, Permission.catalog_read, Permission.pos_use,
                              Permission.customers_read, Permission.customers_write}),

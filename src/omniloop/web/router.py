@@ -5,6 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
+from omniloop.campaigns import code_pages as campaign_code_pages
+from omniloop.campaigns import consumer_pages as campaign_consumer_pages
+from omniloop.campaigns import pages as campaign_pages
+from omniloop.campaigns import pos_pages
 from omniloop.catalog import pages as catalog_pages
 from omniloop.core.errors_http import set_page_error_renderer
 from omniloop.customers import pages as customers_pages
@@ -24,6 +28,10 @@ web_router.include_router(catalog_pages.router)
 web_router.include_router(customers_pages.router)
 web_router.include_router(consent_pages_router)
 web_router.include_router(imports_pages_router)
+web_router.include_router(campaign_pages.router)
+web_router.include_router(campaign_code_pages.router)
+web_router.include_router(campaign_consumer_pages.router)
+web_router.include_router(pos_pages.router)
 
 
 @web_router.get("/")

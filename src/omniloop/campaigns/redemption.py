@@ -1,0 +1,401 @@
+"""Validation and redemption at the POS, and voiding a redemption.
+
+`check` and `redeem` decide with the same `evaluate`, so what the POS was told before
+payment is what happens at redemption, unless someone else used the coupon in between. That
+race is settled by conditional UPDATEs (see `models`), never by the earlier read: the read
+gives the cashier a precise reason, the UPDATE gives the guarantee.
+
+A redemption claims its idempotency key first (unique per tenant). A retry that arrives
+while the first attempt is still running waits on that key's index entry (PostgreSQL) or on
+the write lock (SQLite), then gets the first result back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from omniloop.campaigns.errors import (
+    BudgetExhausted,
+    CouponAlreadyRedeemed,
+    CouponCancelled,
+    CouponNotFound,
+    CustomerLimitReached,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    NotCombinable,
+    QuotaExhausted,
+    RedemptionNotFound,
+    StoreNotEligible,
+    VoidWindowPassed,
+)
+from omniloop.campaigns.limits import release_participant_slot, take_participant_slot
+from omniloop.campaigns.models import (
+    Campaign,
+    CampaignParticipant,
+    Coupon,
+    CouponStatus,
+    Redemption,
+    RedemptionStatus,
+    Stacking,
+)
+from omniloop.campaigns.rules import (
+    Basket,
+    BasketLine,
+    Validity,
+    coupon_validity,
+    discount_for,
+    local_text,
+    require_running,
+    require_schedule,
+    require_valid,
+)
+from omniloop.campaigns.schemas import PosCheckIn, RedeemIn
+from omniloop.campaigns.service import normalize_code
+from omniloop.core.clock import as_utc, utcnow
+from omniloop.core.db import Session
+from omniloop.core.settings import get_settings
+from omniloop.core.tokens import TokenKind, looks_like_token, verify_token
+from omniloop.customers.events import record_event
+from omniloop.customers.profiles import survivor_ids
+from omniloop.orders.errors import OrderNotFound
+from omniloop.orders.models import Order
+from omniloop.orders.schemas import OrderIn
+from omniloop.orders.service import ingest_order
+from omniloop.tenancy import audit
+from omniloop.tenancy.access import Actor, Permission
+from omniloop.tenancy.models import Store, Tenant
+from omniloop.tenancy.stores import get_store_by_code
+from omniloop.tenancy.tenants import get_tenant
+
+audit.register_action("redemption.void", "Voided a coupon redemption")
+
+MAX_IDEMPOTENCY_KEY = 100
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the presented code or token points at."""
+
+    campaign: Campaign
+    coupon: Coupon | None
+    code: str | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    target: Target
+    store: Store
+    tenant: Tenant
+    discount_minor: int
+    customer_id: str | None
+    valid_until: datetime | None
+
+
+def resolve(session: Session, actor: Actor, presented: str) -> Target:
+    """A typed code, a shared code, or a scanned QR token → its campaign and coupon."""
+    text = presented.strip()
+    if looks_like_token(text):
+        claims = verify_token(text, tenant_id=actor.tenant_id, kind=TokenKind.COUPON)
+        coupon = session.get(Coupon, (actor.tenant_id, claims.subject_id))
+        if coupon is None:
+            raise CouponNotFound(code=text[:12] + "…")
+    else:
+        code = normalize_code(text)
+        coupon = session.scalar(select(Coupon).where(Coupon.tenant_id == actor.tenant_id,
+                                                     Coupon.code == code))
+        if coupon is None:
+            campaign = session.scalar(select(Campaign).where(
+                Campaign.tenant_id == actor.tenant_id, Campaign.shared_code == code))
+            if campaign is None:
+                raise CouponNotFound(code=code)
+            return Target(campaign=campaign, coupon=None, code=code)
+    campaign = session.get(Campaign, (actor.tenant_id, coupon.campaign_id))
+    assert campaign is not None
+    return Target(campaign=campaign, coupon=coupon, code=coupon.code or campaign.shared_code)
+
+
+def _basket(data: PosCheckIn) -> Basket:
+    return Basket(total_minor=data.basket_total_minor, lines=tuple(
+        BasketLine(sku=line.sku, category=line.category, quantity=line.quantity,
+                   unit_price_minor=line.unit_price_minor) for line in data.lines))
+
+
+def _validity(campaign: Campaign, coupon: Coupon | None) -> Validity:
+    if coupon is not None and coupon.valid_from is not None:
+        return Validity(valid_from=coupon.valid_from, valid_until=coupon.valid_until)
+    # A printed or imported code that nobody claimed counts from when it was made.
+    made = as_utc(coupon.created_at) if coupon is not None else as_utc(campaign.starts_at)
+    return coupon_validity(campaign, made)
+
+
+def _already_redeemed(session: Session, tenant: Tenant, coupon: Coupon) -> CouponAlreadyRedeemed:
+    redemption = (session.get(Redemption, (tenant.id, coupon.redemption_id))
+                  if coupon.redemption_id else None)
+    store = session.get(Store, (tenant.id, redemption.store_id)) if redemption else None
+    when = redemption.redeemed_at if redemption else coupon.redeemed_at
+    return CouponAlreadyRedeemed(store=store.name if store else "?",
+                                 time=local_text(when, tenant.timezone) if when else "?")
+
+
+def _customer_of(session: Session, actor: Actor, target: Target,
+                 customer_id: str | None) -> str | None:
+    chosen = target.coupon.customer_id if target.coupon and target.coupon.customer_id else (
+        customer_id)
+    if chosen is None:
+        return None
+    return survivor_ids(session, actor.tenant_id, [chosen])[chosen]
+
+
+def _stacking_conflict(session: Session, tenant_id: str, campaign: Campaign,
+                       basket_id: str | None) -> None:
+    if basket_id is None:
+        return
+    others = session.execute(
+        select(Campaign.name, Campaign.stacking).join(
+            Redemption, (Redemption.tenant_id == Campaign.tenant_id)
+            & (Redemption.campaign_id == Campaign.id))
+        .where(Redemption.tenant_id == tenant_id, Redemption.basket_id == basket_id,
+               Redemption.status == RedemptionStatus.redeemed)).all()
+    for name, stacking in others:
+        if campaign.stacking == Stacking.exclusive or stacking == Stacking.exclusive:
+            raise NotCombinable(other=name)
+
+
+def evaluate(session: Session, actor: Actor, data: PosCheckIn, *,
+             now: datetime | None = None) -> Evaluation:
+    """Everything that decides whether the coupon applies here and now, and its discount.
+
+    Raises the first refusal that applies, in the order a cashier can act on it.
+    """
+    actor.require(Permission.pos_use)
+    now = now or utcnow()
+    store = get_store_by_code(session, actor, data.store_code)
+    tenant = get_tenant(session, actor.tenant_id)
+    target = resolve(session, actor, data.code)
+    campaign, coupon = target.campaign, target.coupon
+    if coupon is not None and coupon.status == CouponStatus.redeemed:
+        raise _already_redeemed(session, tenant, coupon)
+    if coupon is not None and coupon.status == CouponStatus.cancelled:
+        raise CouponCancelled()
+    require_running(campaign, now, tenant.timezone)
+    validity = _validity(campaign, coupon)
+    require_valid(validity, now, tenant.timezone)
+    if campaign.store_ids and store.id not in campaign.store_ids:
+        raise StoreNotEligible(store=store.name)
+    require_schedule(campaign, now, tenant.timezone)
+    customer_id = _customer_of(session, actor, target, data.customer_id)
+    if customer_id is not None:
+        used = session.scalar(select(CampaignParticipant.redemptions).where(
+            CampaignParticipant.tenant_id == tenant.id,
+            CampaignParticipant.campaign_id == campaign.id,
+            CampaignParticipant.customer_id == customer_id)) or 0
+        if used >= campaign.per_customer_limit:
+            raise CustomerLimitReached(limit=campaign.per_customer_limit)
+    if campaign.quota is not None and campaign.redeemed_count >= campaign.quota:
+        raise QuotaExhausted(quota=campaign.quota)
+    discount = discount_for(campaign, _basket(data), tenant.currency)
+    if (campaign.budget_minor is not None
+            and campaign.discount_minor + discount > campaign.budget_minor):
+        raise BudgetExhausted()
+    _stacking_conflict(session, tenant.id, campaign, data.basket_id)
+    return Evaluation(target=target, store=store, tenant=tenant, discount_minor=discount,
+                      customer_id=customer_id, valid_until=validity.valid_until)
+
+
+def _digest(data: RedeemIn) -> str:
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _by_key(session: Session, tenant_id: str, key: str) -> Redemption | None:
+    return session.scalar(select(Redemption).where(Redemption.tenant_id == tenant_id,
+                                                   Redemption.idempotency_key == key))
+
+
+def _replay(existing: Redemption, digest: str) -> Redemption:
+    if existing.request_digest != digest:
+        raise IdempotencyKeyReused()
+    return existing
+
+
+@dataclass(frozen=True)
+class RedeemResult:
+    redemption: Redemption
+    replayed: bool
+
+
+def redeem(session: Session, actor: Actor, data: RedeemIn, idempotency_key: str | None, *,
+           now: datetime | None = None) -> RedeemResult:
+    """Use the coupon once, exactly once, whatever the retries and races."""
+    actor.require(Permission.pos_use)
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise IdempotencyKeyRequired()
+    digest = _digest(data)
+    existing = _by_key(session, actor.tenant_id, key)
+    if existing is not None:
+        return RedeemResult(_replay(existing, digest), replayed=True)
+    now = now or utcnow()
+    evaluation = evaluate(session, actor, data, now=now)
+    try:
+        redemption = _apply(session, actor, data, evaluation, key, digest, now)
+    except IntegrityError:
+        # The same key committed by a concurrent attempt while this one ran.
+        existing = _by_key(session, actor.tenant_id, key)
+        if existing is None:
+            raise
+        return RedeemResult(_replay(existing, digest), replayed=True)
+    return RedeemResult(redemption, replayed=False)
+
+
+def _apply(session: Session, actor: Actor, data: RedeemIn, evaluation: Evaluation, key: str,
+           digest: str, now: datetime) -> Redemption:
+    campaign = evaluation.target.campaign
+    coupon = evaluation.target.coupon
+    tenant = evaluation.tenant
+    discount = evaluation.discount_minor
+    with session.begin_nested():
+        redemption = Redemption(
+            tenant_id=tenant.id, campaign_id=campaign.id,
+            coupon_id=coupon.id if coupon else None, code=evaluation.target.code,
+            store_id=evaluation.store.id, customer_id=evaluation.customer_id,
+            staff_label=data.staff or actor.label, actor_label=actor.label,
+            idempotency_key=key, request_digest=digest, basket_id=data.basket_id,
+            basket_total_minor=data.basket_total_minor, discount_minor=discount,
+            status=RedemptionStatus.redeemed, redeemed_at=now)
+        session.add(redemption)
+        session.flush()  # takes the idempotency key before anything else
+        if coupon is not None:
+            taken = session.execute(
+                update(Coupon)
+                .where(Coupon.tenant_id == tenant.id, Coupon.id == coupon.id,
+                       Coupon.status.in_([CouponStatus.available, CouponStatus.claimed]))
+                .values(status=CouponStatus.redeemed, redeemed_at=now,
+                        redemption_id=redemption.id)
+                .execution_options(synchronize_session=False))
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                session.expire(coupon)
+                raise _already_redeemed(session, tenant, coupon)
+        counted = session.execute(
+            update(Campaign)
+            .where(Campaign.tenant_id == tenant.id, Campaign.id == campaign.id,
+                   Campaign.quota.is_(None) | (Campaign.redeemed_count < Campaign.quota),
+                   Campaign.budget_minor.is_(None)
+                   | (Campaign.discount_minor + discount <= Campaign.budget_minor))
+            .values(redeemed_count=Campaign.redeemed_count + 1,
+                    discount_minor=Campaign.discount_minor + discount)
+            .execution_options(synchronize_session=False))
+        if counted.rowcount != 1:  # type: ignore[attr-defined]
+            session.refresh(campaign)
+            if campaign.quota is not None and campaign.redeemed_count >= campaign.quota:
+                raise QuotaExhausted(quota=campaign.quota)
+            raise BudgetExhausted()
+        if evaluation.customer_id is not None and not take_participant_slot(
+                session, campaign, evaluation.customer_id, "redemptions",
+                campaign.per_customer_limit):
+            raise CustomerLimitReached(limit=campaign.per_customer_limit)
+        redemption.order_id = _order_for(session, actor, data, evaluation, redemption.id,
+                                         discount, now)
+        session.flush()
+    for stale in (campaign, coupon):
+        if stale is not None:
+            session.expire(stale)
+    record_event(session, actor, client_event_id=f"coupon_redeemed:{redemption.id}",
+                 type="coupon_redeemed", channel="offline", source="pos",
+                 customer_id=evaluation.customer_id, store_id=evaluation.store.id,
+                 campaign_id=campaign.id, occurred_at=now,
+                 properties={"redemption_id": redemption.id, "coupon_id": redemption.coupon_id,
+                             "discount_minor": discount})
+    return redemption
+
+
+def _order_for(session: Session, actor: Actor, data: RedeemIn, evaluation: Evaluation,
+               redemption_id: str, discount: int, now: datetime) -> str | None:
+    """Record the purchase the coupon was used on, or link the one already recorded."""
+    if data.order_lines:
+        order, _ = ingest_order(session, actor, OrderIn(
+            external_id=data.order_external_id or f"redemption-{redemption_id}",
+            source="pos", store_id=evaluation.store.id, customer_id=evaluation.customer_id,
+            lines=data.order_lines, discount_minor=discount, paid_at=data.paid_at or now))
+        return order.id
+    if data.order_external_id:
+        order_id = session.scalar(select(Order.id).where(
+            Order.tenant_id == actor.tenant_id, Order.external_id == data.order_external_id))
+        if order_id is None:
+            raise OrderNotFound()
+        return order_id
+    return None
+
+
+def void_redemption(session: Session, actor: Actor, redemption_id: str, reason: str, *,
+                    now: datetime | None = None) -> Redemption:
+    """Undo a redemption made by mistake, within the window, and give its quota back.
+
+    Voiding twice is harmless: the second call returns the voided redemption unchanged.
+    """
+    actor.require(Permission.pos_use)
+    now = now or utcnow()
+    redemption = session.scalar(select(Redemption).where(
+        Redemption.tenant_id == actor.tenant_id, Redemption.id == redemption_id)
+        .with_for_update())
+    if redemption is None or not actor.sees_store(redemption.store_id):
+        raise RedemptionNotFound()
+    if redemption.status == RedemptionStatus.voided:
+        return redemption
+    tenant = get_tenant(session, actor.tenant_id)
+    window = timedelta(minutes=get_settings().redemption_void_minutes)
+    if now - as_utc(redemption.redeemed_at) > window:
+        raise VoidWindowPassed(minutes=get_settings().redemption_void_minutes,
+                               time=local_text(redemption.redeemed_at, tenant.timezone))
+    changed = session.execute(
+        update(Redemption)
+        .where(Redemption.tenant_id == tenant.id, Redemption.id == redemption.id,
+               Redemption.status == RedemptionStatus.redeemed)
+        .values(status=RedemptionStatus.voided, voided_at=now, voided_by=actor.label,
+                void_reason=reason)
+        .execution_options(synchronize_session=False))
+    session.refresh(redemption)
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return redemption  # voided meanwhile by a concurrent call
+    campaign = session.get(Campaign, (tenant.id, redemption.campaign_id))
+    assert campaign is not None
+    if redemption.coupon_id is not None:
+        coupon = session.get(Coupon, (tenant.id, redemption.coupon_id))
+        assert coupon is not None
+        session.execute(
+            update(Coupon)
+            .where(Coupon.tenant_id == tenant.id, Coupon.id == coupon.id,
+                   Coupon.redemption_id == redemption.id)
+            .values(status=CouponStatus.claimed if coupon.customer_id else
+                    CouponStatus.available, redeemed_at=None, redemption_id=None)
+            .execution_options(synchronize_session=False))
+        session.expire(coupon)
+    session.execute(
+        update(Campaign)
+        .where(Campaign.tenant_id == tenant.id, Campaign.id == campaign.id)
+        .values(redeemed_count=Campaign.redeemed_count - 1,
+                discount_minor=Campaign.discount_minor - redemption.discount_minor)
+        .execution_options(synchronize_session=False))
+    session.expire(campaign)
+    if redemption.customer_id is not None:
+        release_participant_slot(session, campaign, redemption.customer_id, "redemptions")
+    audit.record(session, actor, "redemption.void", "redemption", redemption.id,
+                 {"reason": reason, "campaign_id": campaign.id,
+                  "discount_minor": redemption.discount_minor})
+    return redemption
+
+
+def list_redemptions(session: Session, actor: Actor, campaign_id: str, *,
+                     limit: int = 100) -> list[Redemption]:
+    actor.require(Permission.campaigns_read)
+    query = select(Redemption).where(Redemption.tenant_id == actor.tenant_id,
+                                     Redemption.campaign_id == campaign_id)
+    if actor.store_ids is not None:
+        query = query.where(Redemption.store_id.in_(actor.store_ids))
+    return list(session.scalars(query.order_by(Redemption.redeemed_at.desc()).limit(limit)))
