@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from omniloop.campaigns.claims import token_expiry
 from omniloop.campaigns.models import Campaign, Coupon, CouponStatus
 from omniloop.core.clock import utcnow
 from omniloop.core.db import Session
+from omniloop.core.qr import qr_png
+from omniloop.core.ratelimit import MemoryRateLimiter, set_rate_limiter
+from omniloop.core.settings import get_settings
 from omniloop.core.tokens import TokenKind, sign_token
 from omniloop.tenancy.models import Store, Tenant
 from tests.campaigns.factories import claim_for, make_campaign
+from tests.qr_decode import decode_png
 from tests.tenancy.factories import bearer, fresh, make_api_key, make_store, make_tenant
 
 
@@ -157,3 +163,59 @@ def test_qr_token_redeems_and_forgeries_do_not(
     foreign = sign_token(other.id, TokenKind.COUPON, coupon.id, utcnow() + timedelta(days=1))
     assert check(client, headers, foreign)["reason"]["code"] == "token_wrong_tenant"
     assert redeem(client, headers, token, "k-qr").status_code == 201
+
+
+def test_a_rendered_qr_png_decodes_to_a_token_that_redeems(
+        client: TestClient, session: Session, shop: tuple[Tenant, Store, dict[str, str]]) -> None:
+    tenant, _, headers = shop
+    campaign = make_campaign(session, tenant)
+    coupon = claim_for(session, tenant, campaign)
+    token = sign_token(tenant.id, TokenKind.COUPON, coupon.id, token_expiry(coupon))
+    scanned = decode_png(qr_png(token))
+    assert scanned == token
+    response = redeem(client, headers, scanned, "k-png")
+    assert response.status_code == 201, response.text
+    assert response.json()["coupon_id"] == coupon.id
+    expired = sign_token(tenant.id, TokenKind.COUPON, coupon.id, utcnow() - timedelta(seconds=5))
+    assert check(client, headers, expired)["reason"]["code"] == "token_expired"
+
+
+@pytest.fixture
+def guess_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    set_rate_limiter(MemoryRateLimiter())
+    monkeypatch.setattr(get_settings(), "pos_guess_limit", 3)
+    yield 3
+    set_rate_limiter(None)
+
+
+def test_guessing_codes_is_rate_limited(
+        client: TestClient, session: Session, shop: tuple[Tenant, Store, dict[str, str]],
+        guess_limit: int) -> None:
+    tenant, _, headers = shop
+    campaign = make_campaign(session, tenant, min_spend_minor=90000)
+    coupon = claim_for(session, tenant, campaign)
+    # Refusals that are not guesses (minimum spend) do not count.
+    for _ in range(guess_limit + 1):
+        assert check(client, headers, coupon.code or "")["reason"]["code"] == (
+            "minimum_spend_not_met")
+    for n in range(guess_limit):
+        assert check(client, headers, f"GUESS-{n:04d}")["reason"]["code"] == "coupon_not_found"
+    blocked = client.post("/api/v1/pos/validate", headers=headers, json={
+        "code": coupon.code, "store_code": "TPE01", "basket_total_minor": 100000})
+    assert blocked.status_code == 429
+    assert blocked.json()["error"]["code"] == "rate_limited"
+    assert int(blocked.headers["Retry-After"]) > 0
+    also = redeem(client, headers, coupon.code or "", "k-blocked", total=100000)
+    assert also.status_code == 429
+
+
+def test_another_tenants_key_cannot_see_the_coupon(
+        client: TestClient, session: Session, shop: tuple[Tenant, Store, dict[str, str]]) -> None:
+    tenant, _, _ = shop
+    campaign = make_campaign(session, tenant)
+    coupon = claim_for(session, tenant, campaign)
+    other = make_tenant(session)
+    make_store(session, other, code="TPE01")
+    foreign = bearer(make_api_key(session, other, scopes=["pos"]))
+    assert check(client, foreign, coupon.code or "")["reason"]["code"] == "coupon_not_found"
+    assert redeem(client, foreign, coupon.code or "", "k-x").status_code == 404
