@@ -157,9 +157,10 @@ class Event(Base):
         UniqueConstraint("tenant_id", "client_event_id"),
         ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.id"]),
         ForeignKeyConstraint(["tenant_id", "store_id"], ["stores.tenant_id", "stores.id"]),
+        # Timelines, export and erasure. No index on type: nothing reads events by type, and
+        # each index costs every ingested event a random-position write (docs/benchmarks.md).
         Index("ix_events_tenant_id_customer_id_occurred_at", "tenant_id", "customer_id",
               "occurred_at"),
-        Index("ix_events_tenant_id_type_occurred_at", "tenant_id", "type", "occurred_at"),
     )
 
     tenant_id: Mapped[str] = tenant_fk()
