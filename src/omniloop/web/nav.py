@@ -13,7 +13,7 @@ class NavItem:
     label: str  # an English msgid, translated when rendered
     path: str
     permission: Permission | None
-    order: int
+    order: float  # fractional to slot an entry between two others (5.5)
 
 
 _items: dict[str, NavItem] = {}
