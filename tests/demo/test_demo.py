@@ -15,6 +15,7 @@ from omniloop.core import security
 from omniloop.core.db import Session
 from omniloop.customers.models import Customer, Event
 from omniloop.demo import DemoResult, load_demo
+from omniloop.demo.campaigns import new_members
 from omniloop.orders.models import Order
 from omniloop.tenancy import staff
 from omniloop.tenancy.models import AuditEntry, Role, StaffStore, StaffUser, Store, Tenant
@@ -71,7 +72,9 @@ def test_demo_brand_is_a_complete_taipei_cafe_chain(session: Session) -> None:
     result = _load(session)
 
     assert result.slug == "beanhouse"
-    assert result.counts == {"stores": 8, "staff": 11, "products": 31, "customers": 40,
+    # The members with a history, and the people who joined through the welcome coupon.
+    assert result.counts == {"stores": 8, "staff": 11, "products": 31,
+                             "customers": 40 + new_members(40),
                              "orders": result.counts["orders"]}
     tenant = session.scalars(select(Tenant)).one()
     assert (tenant.currency, tenant.timezone, tenant.locale) == ("TWD", "Asia/Taipei", "zh_TW")
@@ -136,9 +139,13 @@ def test_demo_catalogue_has_categories_and_taiwan_prices(session: Session) -> No
 def test_loading_twice_changes_nothing(session: Session) -> None:
     first = _load(session)
     before = _snapshot(session)
+    campaigns = {kind: first.created[kind] for kind in (
+        "campaigns", "claims", "redemptions", "voided", "codes", "audience")}
     assert first.created == {"brand": 1, "stores": 8, "staff": 11, "products": 31,
-                             "customers": 40, "orders": first.counts["orders"],
-                             "events": first.created["events"], "merges": 1}
+                             "customers": 40 + new_members(40),
+                             "orders": first.counts["orders"],
+                             "events": first.created["events"], "merges": 1, **campaigns}
+    assert campaigns["campaigns"] == 8
     assert first.counts["orders"] > 40
 
     second = _load(session)

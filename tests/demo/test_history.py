@@ -10,6 +10,7 @@ from omniloop.core.clock import to_local
 from omniloop.core.db import Session
 from omniloop.customers.models import Customer, CustomerIdentity, CustomerMerge, Event
 from omniloop.demo import load_demo
+from omniloop.demo.campaigns import new_members
 from omniloop.demo.history import HISTORY_END
 from omniloop.orders.models import Order, OrderChannel
 
@@ -22,7 +23,7 @@ def test_history_shapes(session: Session) -> None:
     load_demo(session, customers=CUSTOMERS)
     session.commit()
     live = session.scalars(select(Customer).where(Customer.merged_into_id.is_(None))).all()
-    assert len(live) == CUSTOMERS
+    assert len(live) == CUSTOMERS + new_members(CUSTOMERS)  # + joined for the welcome coupon
     kinds_by_customer: dict[str, set[str]] = {}
     for identity in session.scalars(select(CustomerIdentity)):
         kinds_by_customer.setdefault(identity.customer_id, set()).add(identity.kind.value)

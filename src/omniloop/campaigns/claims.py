@@ -9,6 +9,7 @@ opened from two devices.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -204,11 +205,14 @@ class AudienceSplit:
 
 
 def assign_audience(session: Session, actor: Actor, campaign_id: str,
-                    customer_ids: list[str]) -> AudienceSplit:
+                    customer_ids: list[str], *, draw: Callable[[int], int] | None = None,
+                    now: datetime | None = None) -> AudienceSplit:
     """Split an intended audience into targets and a random holdout, and record it.
 
     Each person is drawn once per campaign; asking again returns the earlier draw, so a
-    re-sent campaign never moves someone from the holdout into the targets.
+    re-sent campaign never moves someone from the holdout into the targets. `draw(n)` gives
+    a number below n (default: the OS's CSPRNG); the demo loader passes a seeded one so its
+    holdout is the same on every load, and `now` so the assignment predates its claims.
     """
     actor.require(Permission.campaigns_manage)
     campaign = get_campaign(session, actor, campaign_id)
@@ -223,7 +227,8 @@ def assign_audience(session: Session, actor: Actor, campaign_id: str,
     targets: list[str] = []
     holdout: list[str] = []
     already = 0
-    now = utcnow()
+    now = now or utcnow()
+    randbelow = draw or secrets.randbelow
     for customer_id in wanted:
         if customer_id not in known:
             continue
@@ -233,7 +238,7 @@ def assign_audience(session: Session, actor: Actor, campaign_id: str,
             group = participant.audience_group
         else:
             group = (AudienceGroup.holdout
-                     if secrets.randbelow(10_000) < campaign.holdout_share_bp
+                     if randbelow(10_000) < campaign.holdout_share_bp
                      else AudienceGroup.target)
             if participant is None:
                 participant = CampaignParticipant(tenant_id=actor.tenant_id,

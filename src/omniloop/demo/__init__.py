@@ -18,6 +18,7 @@ from omniloop.core.db import Session
 from omniloop.customers.models import Customer
 from omniloop.demo import data
 from omniloop.demo.brand import ACTOR_LABEL, DemoLogin, load_brand
+from omniloop.demo.campaigns import load_campaigns
 from omniloop.demo.history import load_history
 from omniloop.orders.models import Order
 from omniloop.tenancy import staff, stores
@@ -59,6 +60,11 @@ def load_demo(session: Session, *, customers: int = DEFAULT_CUSTOMERS,
         created.update(load_history(session, actor, timezone=tenant.timezone,
                                     store_ids=store_ids, customers=customers,
                                     on_progress=on_progress))
+        # Campaigns come after the history: their claimants are its members. New members
+        # and orders they bring are added to the history's counts.
+        for kind, count in load_campaigns(session, actor, timezone=tenant.timezone,
+                                          store_ids=store_ids, customers=customers).items():
+            created[kind] = created.get(kind, 0) + count
     counts = {
         "stores": len(store_ids),
         "staff": len(staff.list_staff(session, actor)),
