@@ -7,6 +7,7 @@ Each bench script runs its load generator and floors as child processes of itsel
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,9 +16,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -157,3 +160,131 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "?"
+
+
+# --------------------------------------------------------------------------------------------
+# A lean load generator
+# --------------------------------------------------------------------------------------------
+#
+# httpx costs its process about 250 µs of CPU per request; a server answering in less than
+# that makes one Python load process the bottleneck (the framework floor of
+# bench_api_baseline.py shows it). This client speaks just enough HTTP/1.1 for these benches
+# over keep-alive connections on one asyncio loop (uvloop when installed): it sends prepared
+# bytes and reads the status line, the headers and a Content-Length body; anything else
+# (chunked responses, a closed connection) fails the run.
+
+Check = Callable[[int, bytes], "str | None"]
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        if len(request) > 65536:
+            await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise RuntimeError("chunked responses are not supported by the load generator")
+        if length is None:
+            raise RuntimeError("a response without Content-Length")
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def post_requests(base_url: str, path: str, headers: dict[str, str],
+                  bodies: Sequence[bytes]) -> list[bytes]:
+    """Each body as the complete bytes of an HTTP/1.1 POST to `path` on the keep-alive
+    connection."""
+    host = urlsplit(base_url).netloc
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return [(f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{head}"
+             f"Content-Length: {len(body)}\r\n\r\n").encode() + body for body in bodies]
+
+
+def drive(base_url: str, requests: Sequence[bytes], *, warmup: int, connections: int,
+          seconds: float, check: Check, server_pid: int | None) -> dict[str, Any]:
+    """Send `requests` (from `post_requests`): the first `warmup` one after another, unmeasured,
+    then the rest over `connections` keep-alive connections until they run out or `seconds`
+    have passed. `check(status, body)` returns a problem, which ends the run, or None.
+
+    Returns requests, seconds (wall, first request to last answer), server_cpu (seconds, from
+    /proc), client_cpu, p50_ms, p99_ms and exhausted; or {"error": ...}.
+    """
+    parts = urlsplit(base_url)
+    if parts.hostname != "127.0.0.1" or parts.port is None:
+        raise SystemExit("the load generator only talks to 127.0.0.1:<port>")
+    host, port = parts.hostname, parts.port
+    try:
+        import uvloop
+        runner: Callable[[Any], Any] = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+
+    async def main() -> dict[str, Any]:
+        opened = [_Connection(*await asyncio.open_connection(host, port))
+                  for _ in range(connections)]
+        try:
+            for request in requests[:warmup]:
+                status, body = await opened[0].send(request)
+                problem = check(status, body)
+                if problem:
+                    return {"error": problem}
+            pending = iter(requests[warmup:])
+            latencies: list[float] = []
+            failure: list[str] = []
+            start_wall = time.perf_counter()
+            start_cpu = cpu_seconds(server_pid) if server_pid is not None else None
+            start_client = time.process_time()
+            deadline = start_wall + seconds
+
+            async def worker(connection: _Connection) -> None:
+                clock = time.perf_counter
+                for request in pending:
+                    begin = clock()
+                    status, body = await connection.send(request)
+                    end = clock()
+                    latencies.append(end - begin)
+                    problem = check(status, body)
+                    if problem:
+                        failure.append(problem)
+                    if failure or end >= deadline:
+                        return
+
+            results = await asyncio.gather(*(worker(c) for c in opened),
+                                           return_exceptions=True)
+            wall = time.perf_counter() - start_wall
+            end_cpu = cpu_seconds(server_pid) if server_pid is not None else None
+            client_cpu = time.process_time() - start_client
+            for result in results:
+                if isinstance(result, BaseException):
+                    failure.append(f"{type(result).__name__}: {result}")
+            if failure:
+                return {"error": failure[0]}
+            ordered = sorted(latencies)
+
+            def percentile(q: float) -> float:
+                return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] \
+                    if ordered else 0.0
+
+            return {"requests": len(ordered), "seconds": wall,
+                    "server_cpu": end_cpu - start_cpu
+                    if end_cpu is not None and start_cpu is not None else None,
+                    "client_cpu": client_cpu,
+                    "p50_ms": percentile(0.5) * 1000, "p99_ms": percentile(0.99) * 1000,
+                    "exhausted": len(ordered) == len(requests) - warmup}
+        finally:
+            for connection in opened:
+                connection.close()
+
+    return dict(runner(main()))

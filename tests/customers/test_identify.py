@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from omniloop.core.clock import as_utc
 from omniloop.core.db import Database, Session
 from omniloop.customers import identify as identify_service
+from omniloop.customers.errors import InvalidIdentity
 from omniloop.customers.models import Customer, CustomerIdentity, CustomerMerge, IdentityKind
 from omniloop.customers.schemas import IdentityIn, Traits
 from omniloop.tenancy.access import system_actor
@@ -227,3 +230,132 @@ def test_undo_refused_after_erasure(client: TestClient, key: str) -> None:
     refused = client.post(f"/api/v1/customers/merges/{merge_id}/undo", headers=bearer(key))
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "customer_erased"
+
+
+def _instant(text: str | None) -> datetime | None:
+    """An answer's timestamp as a UTC instant (SQLite gives back naive UTC)."""
+    if text is None:
+        return None
+    return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def _comparable(customer: dict[str, Any]) -> dict[str, Any]:
+    return {**customer, **{name: _instant(customer[name])
+                           for name in ("created_at", "updated_at", "erased_at")},
+            "identities": [{**i, "created_at": _instant(i["created_at"])}
+                           for i in customer["identities"]]}
+
+
+def test_the_answer_is_the_profile_as_stored(client: TestClient, key: str,
+                                             session: Session, tenant: Tenant) -> None:
+    store = make_store(session, tenant, code="TPE-01")
+    calls: list[tuple[tuple[str, str], dict[str, Any]]] = [
+        (("phone", "0912-345-678"), {"traits": {"name": "林小美", "tags": ["b", "a"]}}),
+        (("phone", "+886 912 345 678"), {}),
+        (("phone", "0912345678"), {"traits": {"birthday": "1990-05-17", "gender": "female",
+                                              "home_store_id": store.id, "language": "en",
+                                              "tags": ["c"]}, "source": "pos"}),
+        (("email", "amy@example.com"), {"traits": {"name": "Amy"}}),
+    ]
+    answers = []
+    for who, body in calls:
+        answer = identify(client, key, who, **body)
+        stored = client.get(f"/api/v1/customers/{answer['customer']['id']}",
+                            headers=bearer(key))
+        assert stored.status_code == 200
+        assert _comparable(answer["customer"]) == _comparable(stored.json())
+        answers.append(answer)
+    assert [a["created"] for a in answers] == [True, False, False, True]
+    assert answers[2]["customer"]["tags"] == ["a", "b", "c"]
+    assert answers[2]["customer"]["identities"][0]["source"] == "api"  # the first call's
+
+
+def test_traits_that_change_nothing_write_nothing(client: TestClient, key: str,
+                                                  session: Session) -> None:
+    made = identify(client, key, ("pos_card", "C-1"), traits={"name": "陳大文",
+                                                               "tags": ["vip"]})["customer"]
+    fresh(session)
+    tenant_id = session.scalars(select(Customer.tenant_id)).one()
+    before = session.get_one(Customer, (tenant_id, made["id"])).updated_at
+    same = identify(client, key, ("pos_card", "C-1"),
+                    traits={"name": "陳大文", "tags": ["vip"], "gender": None})["customer"]
+    fresh(session)
+    assert session.get_one(Customer, (tenant_id, made["id"])).updated_at == before
+    assert _instant(same["updated_at"]) == as_utc(before)
+    changed = identify(client, key, ("pos_card", "C-1"), traits={"name": "陳小文"})["customer"]
+    assert (_instant(changed["updated_at"]) or before) > as_utc(before)
+    assert changed["name"] == "陳小文"
+
+
+def test_a_profile_loaded_in_the_session_stays_current(session: Session,
+                                                      tenant: Tenant) -> None:
+    actor = system_actor(tenant.id)
+    card = [IdentityIn(kind=IdentityKind.pos_card, value="C-1")]
+    created = identify_service.identify(session, actor, card)
+    session.commit()
+    loaded = session.get_one(Customer, (tenant.id, created.customer.id))
+    again = identify_service.identify(session, actor, card, Traits(name="Loaded", tags=["x"]))
+    assert again.customer is loaded  # the session's own object, changed through the ORM
+    assert (loaded.name, loaded.tags) == ("Loaded", ["x"])
+    session.commit()
+    fresh(session)
+    stored = session.get_one(Customer, (tenant.id, created.customer.id))
+    assert (stored.name, stored.tags) == ("Loaded", ["x"])
+
+
+def test_identify_answers_the_same_profile_as_the_service(session: Session,
+                                                         tenant: Tenant) -> None:
+    actor = system_actor(tenant.id)
+    phone = [IdentityIn(kind=IdentityKind.phone, value="0912-345-678")]
+    done = identify_service.identify_profile(session, actor, phone, Traits(name="A"))
+    assert done.created
+    assert done.customer is None
+    assert done.profile is not None
+    assert (done.profile["name"], done.profile["tags"]) == ("A", [])
+    session.commit()
+    again = identify_service.identify_profile(session, actor, phone)
+    assert (again.customer_id, again.created) == (done.customer_id, False)
+    stored = session.get_one(Customer, (tenant.id, done.customer_id))
+    assert again.profile == {name: getattr(stored, name)
+                             for name in identify_service.PROFILE_FIELDS}
+
+
+def test_the_key_is_checked_before_the_body(client: TestClient, key: str) -> None:
+    url = "/api/v1/customers/identify"
+    assert client.post(url, json={"identities": []}).status_code == 401
+    assert client.post(url, headers=bearer("olk_wrong"), json={"x": 1}).status_code == 401
+    assert client.post(url).status_code == 401
+    assert client.post(url, headers=bearer(key), json={"identities": []}).status_code == 422
+    # Malformed JSON is refused while the request is read, before anything else.
+    malformed = client.post(url, content=b"{", headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["code"] == "invalid_json"
+
+
+def test_phones_are_remembered_and_other_identities_are_not() -> None:
+    from omniloop.customers.identify import _normalize_phone, normalized
+    from omniloop.customers.identities import normalize
+
+    assert normalized(IdentityKind.phone, "0912-000-555") == normalize(
+        IdentityKind.phone, "0912-000-555") == "+886912000555"
+    hits = _normalize_phone.cache_info().hits
+    assert normalized(IdentityKind.phone, "0912-000-555") == "+886912000555"
+    assert _normalize_phone.cache_info().hits == hits + 1
+    size = _normalize_phone.cache_info().currsize
+    assert normalized(IdentityKind.email, " Amy@Example.COM ") == "amy@example.com"
+    assert normalized(IdentityKind.device, "dev-1") == "dev-1"
+    assert _normalize_phone.cache_info().currsize == size
+    with pytest.raises(InvalidIdentity):
+        normalized(IdentityKind.phone, "12")
+
+
+def test_identify_sees_the_sessions_pending_changes(session: Session, tenant: Tenant) -> None:
+    actor = system_actor(tenant.id)
+    made = identify_service.identify(session, actor, [IdentityIn(kind=IdentityKind.pos_card,
+                                                                 value="C-1")])
+    session.add(CustomerIdentity(tenant_id=tenant.id, customer_id=made.customer.id,
+                                 kind=IdentityKind.device, value="dev-pending", source="x"))
+    again = identify_service.identify(session, actor, [IdentityIn(kind=IdentityKind.device,
+                                                                  value="dev-pending")])
+    assert (again.customer.id, again.created) == (made.customer.id, False)
+    session.rollback()

@@ -534,3 +534,31 @@ def test_store_bound_key_sees_only_its_stores_events_on_the_timeline(
     assert [e["store_id"] for e in seen.json()["events"]] == [mine.id]
     everything = client.get(f"/api/v1/customers/{person}/events", headers=bearer(admin))
     assert len(everything.json()["events"]) == 3
+
+
+def test_batch_ids_are_in_ascending_order() -> None:
+    ids = _new_ids(1000)
+    assert ids == sorted(ids)  # rows go in at the end of the primary key's index
+
+
+def test_the_key_is_checked_before_the_body_is_read(client: TestClient, key: str) -> None:
+    for body in (b"{", b'{"events": []}', b"[]"):
+        response = client.post("/api/v1/events", content=body,
+                               headers={"Content-Type": "application/json"})
+        assert response.status_code == 401, response.text
+    answer = client.post("/api/v1/events", content=b"{", headers={
+        **bearer(key), "Content-Type": "application/json"})
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_json")
+
+
+def test_sqlite_write_connection_settings(database: Database) -> None:
+    """The write connection's WAL auto-checkpoint and page cache, which batch ingestion
+    needs (docs/benchmarks.md); read connections keep SQLite's default cache."""
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite settings")
+    with database.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == -65_536
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    with database.read_engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == -2_000

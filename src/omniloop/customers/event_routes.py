@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from omniloop.api.deps import ApiActor, SessionDep
+from omniloop.api.deps import ApiActor, SessionDep, in_unit_of_work
+from omniloop.core.db import Session
 from omniloop.core.i18n import gettext
 from omniloop.customers import ingest as ingest_service
 from omniloop.customers.event_types import EVENT_TYPES
@@ -105,12 +106,17 @@ _REQUEST_BODY = {"required": True, "content": {"application/json": {
 @router.post("/events", name="ingest", summary="Ingest a batch of events",
              status_code=status.HTTP_201_CREATED, response_model=IngestOut,
              description=INGEST_DESCRIPTION, openapi_extra={"requestBody": _REQUEST_BODY})
-def ingest(actor: ApiActor, body: Annotated[EventBatchIn, Depends(batch_body)],
-           session: SessionDep) -> IngestOut:
+async def ingest(actor: ApiActor, body: Annotated[EventBatchIn, Depends(batch_body)],
+                 request: Request) -> Response:
     # Dependencies resolve in this order: the key is checked before the body is read.
-    result = ingest_service.ingest_events(session, actor, body.events)
-    return IngestOut(accepted=result.accepted, duplicates=result.duplicates,
-                     created_profiles=result.created_profiles)
+    def work(session: Session) -> ingest_service.IngestResult:
+        return ingest_service.ingest_events(session, actor, body.events)
+
+    result = await in_unit_of_work(request, work)
+    answer = IngestOut(accepted=result.accepted, duplicates=result.duplicates,
+                       created_profiles=result.created_profiles)
+    return Response(answer.model_dump_json(), status_code=status.HTTP_201_CREATED,
+                    media_type="application/json")
 
 
 @router.get("/events/types", name="types", summary="The event type catalogue",

@@ -4,21 +4,29 @@ turn out to be one person; and undoing such a merge.
 Concurrency: two calls racing to create the same new identity both try to insert it; the
 unique constraint on (tenant, kind, value) lets one win, and the loser's savepoint is rolled
 back and the lookup repeated, so it attaches to the winner's profile. No database-specific
-locks are needed, on SQLite or PostgreSQL.
+locks are needed. (On SQLite, with one writer at a time, the race cannot happen: no
+savepoint there.)
+
+The usual calls run a few prepared Core statements and answer with the profile's values
+(`identify_profile`); merges and undos use the ORM.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from omniloop.core.clock import utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import Conflict
+from omniloop.core.ids import new_id
 from omniloop.customers.errors import (
     CustomerErased,
     InvalidIdentity,
@@ -36,8 +44,14 @@ from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.stores import get_store
 
 TRAIT_FIELDS = ("name", "birthday", "gender", "home_store_id", "language", "tags")
+# A profile's values as identify answers them (CustomerOut without the identities).
+PROFILE_FIELDS = ("id", *TRAIT_FIELDS, "created_at", "updated_at", "erased_at")
 Pair = tuple[IdentityKind, str]
 _RACE_RETRIES = 5
+_TRAIT_SET = frozenset(TRAIT_FIELDS)
+
+_CUSTOMERS = cast(Table, Customer.__table__)
+_IDENTITIES = cast(Table, CustomerIdentity.__table__)
 
 
 @dataclass
@@ -47,12 +61,42 @@ class IdentifyResult:
     merged: list[str] = field(default_factory=list)
 
 
-def normalize_identities(identities: list[IdentityIn]) -> list[Pair]:
+@dataclass(frozen=True)
+class Identified:
+    """What `identify_profile` did.
+
+    Either `profile` holds the profile's PROFILE_FIELDS as identify left them, as the
+    database returns them or as they were just written; or, when the call merged profiles (or
+    the session already held the profile as an ORM object), `customer` is that object.
+    """
+
+    customer_id: str
+    created: bool
+    merged: list[str]
+    profile: dict[str, Any] | None = None
+    customer: Customer | None = None
+
+
+@lru_cache(maxsize=32_768)
+def _normalize_phone(value: str) -> str:
+    return normalize(IdentityKind.phone, value)
+
+
+def normalized(kind: IdentityKind, value: str) -> str:
+    """`identities.normalize`, with phones remembered: parsing one costs tens of microseconds
+    and the same numbers come back again and again. Only phones: caching every one-off
+    device id would push them out."""
+    if kind is IdentityKind.phone:
+        return _normalize_phone(value)
+    return normalize(kind, value)
+
+
+def normalize_identities(identities: Sequence[IdentityIn]) -> list[Pair]:
     """Canonical (kind, value) pairs in the order given, without repeats; errors name the field."""
     pairs: list[Pair] = []
     for index, identity in enumerate(identities):
         try:
-            pair = (identity.kind, normalize(identity.kind, identity.value))
+            pair = (identity.kind, normalized(identity.kind, identity.value))
         except InvalidIdentity as exc:
             exc.field = f"identities.{index}.value"
             raise
@@ -61,22 +105,168 @@ def normalize_identities(identities: list[IdentityIn]) -> list[Pair]:
     return pairs
 
 
-def identify(session: Session, actor: Actor, identities: list[IdentityIn],
+def identify(session: Session, actor: Actor, identities: Sequence[IdentityIn],
              traits: Traits | None = None, *, source: str = "api") -> IdentifyResult:
+    done = identify_profile(session, actor, identities, traits, source=source)
+    customer = done.customer or session.get_one(Customer, (actor.tenant_id, done.customer_id))
+    return IdentifyResult(customer=customer, created=done.created, merged=done.merged)
+
+
+def identify_profile(session: Session, actor: Actor, identities: Sequence[IdentityIn],
+                     traits: Traits | None = None, *, source: str = "api") -> Identified:
+    """`identify`, answering with the profile's values rather than an ORM object.
+
+    The usual calls (identities that are new, or that all belong to one profile) take a few
+    prepared Core statements; a call that merges profiles goes the ORM way below.
+    """
     actor.require(Permission.customers_write)
     pairs = normalize_identities(identities)
     if not pairs:
         raise NoIdentity()
     if traits is not None and traits.home_store_id is not None:
         get_store(session, actor, traits.home_store_id)
+    session.flush()  # the Core statements below must see the caller's pending ORM changes
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        # No race to settle on SQLite: it has one writer at a time, and a transaction whose
+        # snapshot is stale cannot write (SQLITE_BUSY_SNAPSHOT), so no other call can create
+        # these identities between the look-up and the INSERT. No savepoint, no retry.
+        return _identify_pairs(session, actor, pairs, traits, source, isolated=False)
     for _ in range(_RACE_RETRIES):
         try:
-            with session.begin_nested():
-                return _identify_once(session, actor, pairs, traits, source)
+            return _identify_pairs(session, actor, pairs, traits, source, isolated=True)
         except IntegrityError:
             continue  # another request created one of these identities meanwhile: look again
     raise Conflict()
 
+
+def _identify_pairs(session: Session, actor: Actor, pairs: list[Pair], traits: Traits | None,
+                    source: str, *, isolated: bool) -> Identified:
+    """One attempt; `isolated`: in savepoints, so that a lost race leaves nothing behind."""
+    with _savepoint(session.connection()) if isolated else nullcontext():
+        done = _identify_simple(session, actor.tenant_id, pairs, traits, source)
+    if done is not None:
+        return done
+    # A merge: the ORM way, in a savepoint the session knows of (a failed flush must roll back
+    # the session's objects too). _identify_simple wrote nothing.
+    with session.begin_nested() if isolated else nullcontext():
+        result = _identify_once(session, actor, pairs, traits, source)
+    return Identified(result.customer.id, result.created, result.merged,
+                      customer=result.customer)
+
+
+@contextmanager
+def _savepoint(connection: Connection) -> Iterator[None]:
+    """A savepoint around Core statements, issued as plain SQL: SQLAlchemy's begin_nested()
+    compiles its SAVEPOINT and RELEASE clauses on every use, which cost as much as the rest
+    of a usual identify call. Not for ORM flushes (see above)."""
+    connection.exec_driver_sql("SAVEPOINT omniloop_identify")
+    try:
+        yield
+    except BaseException:
+        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT omniloop_identify")
+        connection.exec_driver_sql("RELEASE SAVEPOINT omniloop_identify")
+        raise
+    connection.exec_driver_sql("RELEASE SAVEPOINT omniloop_identify")
+
+
+# --- The usual calls, in Core ----------------------------------------------------------------
+#
+# Building an ORM query costs more than SQLite takes to answer it, and identify is called
+# for every customer at every counter: these statements are built once (SQLAlchemy caches
+# their compiled form) and run on the session's connection.
+
+_PROFILE_COLUMNS = tuple(_CUSTOMERS.c[name] for name in PROFILE_FIELDS)
+
+# The profiles these identities belong to, with the profiles' values: one statement for one
+# value (the usual call, spared the rendering of an expanding IN), one for several.
+_OWNERS_OF = (
+    select(_IDENTITIES.c.value, _CUSTOMERS.c.merged_into_id, *_PROFILE_COLUMNS)
+    .join_from(_IDENTITIES, _CUSTOMERS, (_CUSTOMERS.c.tenant_id == _IDENTITIES.c.tenant_id)
+               & (_CUSTOMERS.c.id == _IDENTITIES.c.customer_id))
+    .where(_IDENTITIES.c.tenant_id == bindparam("tenant_id"),
+           _IDENTITIES.c.kind == bindparam("kind")))
+_OWNER = _OWNERS_OF.where(_IDENTITIES.c.value == bindparam("value"))
+_OWNERS = _OWNERS_OF.where(_IDENTITIES.c.value.in_(bindparam("values", expanding=True)))
+_INSERT_CUSTOMER = insert(_CUSTOMERS)
+_INSERT_IDENTITY = insert(_IDENTITIES)
+_CUSTOMER_ROW = (_CUSTOMERS.c.tenant_id == bindparam("key_tenant_id")) & (
+    _CUSTOMERS.c.id == bindparam("key_id"))
+
+
+def _identify_simple(session: Session, tenant_id: str, pairs: list[Pair],
+                     traits: Traits | None, source: str) -> Identified | None:
+    """Identify when it needs no merge: None when it does (or the profile is loaded as an ORM
+    object in this session, which a Core UPDATE would leave stale)."""
+    connection = session.connection()
+    by_kind: dict[IdentityKind, list[str]] = {}
+    for kind, value in pairs:
+        by_kind.setdefault(kind, []).append(value)
+    existing: set[Pair] = set()
+    rows: dict[str, Row[Any]] = {}
+    for kind, values in by_kind.items():
+        rows_of_kind = (
+            connection.execute(_OWNER, {"tenant_id": tenant_id, "kind": kind,
+                                        "value": values[0]}) if len(values) == 1
+            else connection.execute(_OWNERS, {"tenant_id": tenant_id, "kind": kind,
+                                              "values": values}))
+        for row in rows_of_kind:
+            existing.add((kind, row.value))
+            rows[row.id] = row
+    now = utcnow()
+    created = not rows
+    if created:
+        customer_id = new_id()
+        profile: dict[str, Any] = dict.fromkeys(PROFILE_FIELDS)
+        profile.update(id=customer_id, tags=[], created_at=now, updated_at=now)
+        if traits is not None:
+            profile.update(_trait_changes(profile, traits))
+        connection.execute(_INSERT_CUSTOMER, {
+            "tenant_id": tenant_id, "merged_into_id": None,
+            **{name: profile[name] for name in PROFILE_FIELDS}})
+    else:
+        if len(rows) > 1:
+            return None  # a merge
+        (row,) = rows.values()
+        customer_id = row.id
+        if row.merged_into_id is not None or (
+                session.identity_map.get(session.identity_key(Customer, (tenant_id, customer_id)))
+                is not None):
+            return None
+        profile = {name: row._mapping[name] for name in PROFILE_FIELDS}
+    # Inserted in key order, as batch ingestion does, so two writers adding overlapping new
+    # identities take the index locks in the same order and cannot deadlock on PostgreSQL.
+    new_pairs = sorted(pair for pair in pairs if pair not in existing)
+    if new_pairs:
+        connection.execute(_INSERT_IDENTITY, [
+            {"tenant_id": tenant_id, "id": new_id(), "customer_id": customer_id, "kind": kind,
+             "value": value, "source": source, "created_at": now}
+            for kind, value in new_pairs])
+    if traits is not None and not created:
+        changes = _trait_changes(profile, traits)
+        if changes:
+            changes["updated_at"] = now
+            connection.execute(update(_CUSTOMERS).where(_CUSTOMER_ROW).values(**changes),
+                               {"key_tenant_id": tenant_id, "key_id": customer_id})
+            profile.update(changes)
+    return Identified(customer_id, created, [], profile=profile)
+
+
+def _trait_changes(profile: dict[str, Any], traits: Traits) -> dict[str, Any]:
+    """The values `apply_traits` would change on this profile."""
+    changes: dict[str, Any] = {}
+    for name in traits.model_fields_set & _TRAIT_SET:
+        value = getattr(traits, name)
+        if name == "tags":
+            value = sorted(set(profile["tags"] or []) | set(value or []))
+        elif value is None:
+            continue
+        if value != profile[name]:
+            changes[name] = value
+    return changes
+
+
+# --- Merges, in the ORM ------------------------------------------------------------------------
 
 def _identify_once(session: Session, actor: Actor, pairs: list[Pair], traits: Traits | None,
                    source: str) -> IdentifyResult:
