@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.middleware.sessions import SessionMiddleware
 
+import omniloop.wiring  # noqa: F401  (connects modules that listen to each other)
 from omniloop import __version__
 from omniloop.api.router import api_router
 from omniloop.core.db import get_database

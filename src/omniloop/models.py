@@ -5,8 +5,9 @@ from omniloop.catalog import models as catalog_models
 from omniloop.core.db import Base
 from omniloop.customers import models as customers_models
 from omniloop.imports import models as imports_models  # noqa: F401
+from omniloop.loyalty import models as loyalty_models
 from omniloop.orders import models as orders_models
 from omniloop.tenancy import models as tenancy_models
 
-__all__ = ["Base", "campaigns_models", "catalog_models", "customers_models", "orders_models",
-           "tenancy_models"]
+__all__ = ["Base", "campaigns_models", "catalog_models", "customers_models", "loyalty_models",
+           "orders_models", "tenancy_models"]

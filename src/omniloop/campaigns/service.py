@@ -37,11 +37,11 @@ from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.models import Store
 
-audit.register_action("campaign.create", "Created a campaign")
-audit.register_action("campaign.update", "Edited a campaign")
-audit.register_action("campaign.launch", "Launched a campaign")
-audit.register_action("campaign.pause", "Paused a campaign")
-audit.register_action("campaign.end", "Ended a campaign")
+audit.register_action("campaign.create", N_("Created a campaign"))
+audit.register_action("campaign.update", N_("Edited a campaign"))
+audit.register_action("campaign.launch", N_("Launched a campaign"))
+audit.register_action("campaign.pause", N_("Paused a campaign"))
+audit.register_action("campaign.end", N_("Ended a campaign"))
 
 # What a claimed or redeemed coupon promised; changing it would break that promise.
 LOCKED_FIELDS = ("kind", "value_minor", "percent_off", "max_discount_minor", "free_sku",

@@ -37,6 +37,7 @@ from omniloop.orders.errors import (
     RefundExceedsOrder,
     RefundTimeInvalid,
 )
+from omniloop.orders.listeners import refund_recorded
 from omniloop.orders.models import Order, OrderLine, OrderStatus, Refund, RefundLine
 from omniloop.orders.schemas import RefundIn
 from omniloop.orders.service import CLOCK_SKEW, aware, load_order, require_write
@@ -213,6 +214,7 @@ def refund(session: Session, actor: Actor, order_id: str,
                 raise
             continue  # the same refund was recorded concurrently: answer with it
         _record(session, actor, order, created)
+        refund_recorded(session, actor, order, created)
         return created, True
     raise Conflict()
 

@@ -47,6 +47,7 @@ from omniloop.orders.errors import (
     TotalMismatch,
     TraitsWithoutIdentities,
 )
+from omniloop.orders.listeners import order_recorded
 from omniloop.orders.models import Order, OrderChannel, OrderLine, OrderStatus, Refund
 from omniloop.orders.schemas import OrderIn
 from omniloop.tenancy.access import Actor, Permission
@@ -263,6 +264,7 @@ def ingest_order(session: Session, actor: Actor, data: OrderIn) -> tuple[Order, 
                  properties={"order_id": order.id, "external_id": order.external_id,
                              "total_minor": order.total_minor, "currency": order.currency,
                              "items": sum(line.quantity for line in order.lines)})
+    order_recorded(session, actor, order)
     return order, True
 
 
