@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from itsdangerous import TimestampSigner
@@ -290,12 +291,14 @@ def test_channel_not_allowed(client: TestClient, session: Session,
 def test_all_claimed(client: TestClient, session: Session, shop: tuple[Tenant, Store]) -> None:
     tenant, _ = shop
     campaign = make_campaign(session, tenant, quota=1)
-    held = claim_for(session, tenant, campaign, phone="0987654321")
+    assert open_and_claim(client, tenant, campaign, phone="0987654321").status_code == 303
+    held = coupons_of(session, campaign)[0]
     page = client.get(claim_url(tenant, campaign))
     assert 'data-closed="exhausted"' in page.text
     assert "已全數領取完畢" in page.text
     assert "已經領過了嗎" in page.text
-    # Whoever holds one still gets back to it; anyone else hears "all claimed".
+    # Whoever holds one still gets back to it (from the browser it was claimed on);
+    # anyone else hears "all claimed".
     back = open_and_claim(client, tenant, campaign, phone="0987-654-321")
     assert back.status_code == 303
     assert back.headers["location"].endswith(f"?held={held.id}#coupon-{held.id}")
@@ -346,7 +349,8 @@ def test_used_offer_cannot_be_claimed_again_but_the_wallet_is_offered(
     tenant, _ = shop
     headers = bearer(make_api_key(session, tenant, scopes=["pos"]))
     campaign = make_campaign(session, tenant)
-    coupon = claim_for(session, tenant, campaign)
+    assert open_and_claim(client, tenant, campaign).status_code == 303
+    coupon = coupons_of(session, campaign)[0]
     _redeem(client, headers, coupon.code or "", "k-1")
     response = open_and_claim(client, tenant, campaign)
     assert response.status_code == 409
@@ -354,6 +358,31 @@ def test_used_offer_cannot_be_claimed_again_but_the_wallet_is_offered(
     wallet = re.search(r'href="(/c/beanhouse/wallet/[^"]+)"', response.text)
     assert wallet is not None
     assert claims.wallet_token(tenant.id, coupon.customer_id or "") in wallet.group(1)
+
+
+def test_typing_someone_elses_number_does_not_open_their_wallet(
+        app: FastAPI, client: TestClient, session: Session, shop: tuple[Tenant, Store]) -> None:
+    """The number is not verified yet: a stranger's browser sees only what it just claimed."""
+    tenant, _ = shop
+    first = make_campaign(session, tenant)
+    second = make_campaign(session, tenant)
+    assert open_and_claim(client, tenant, first).status_code == 303  # the owner's phone
+    owner_code = coupons_of(session, first)[0].code or ""
+    assert owner_code
+    with TestClient(app) as stranger:
+        again = open_and_claim(stranger, tenant, first)
+        assert again.status_code == 409
+        assert owner_code not in again.text
+        assert "/wallet/" not in again.text
+        new = open_and_claim(stranger, tenant, second)
+        assert new.status_code == 303
+        wallet = stranger.get(new.headers["location"]).text
+        assert (coupons_of(session, second)[0].code or "-") in wallet
+        assert owner_code not in wallet
+    fresh(session)
+    devices = session.scalars(select(CustomerIdentity.value).where(
+        CustomerIdentity.tenant_id == tenant.id, CustomerIdentity.kind == IdentityKind.device))
+    assert len(list(devices)) == 1  # the stranger's browser was not tied to the profile
 
 
 def test_wallet_of_another_brand_or_garbage_is_not_found(

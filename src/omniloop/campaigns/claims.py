@@ -63,25 +63,38 @@ def _wallet_serializer() -> URLSafeSerializer:
     return URLSafeSerializer(get_settings().resolved_secret_key(), salt="omniloop.wallet")
 
 
-def wallet_token(tenant_id: str, customer_id: str) -> str:
-    """The secret part of a person's wallet link: signed, so nobody can open another's."""
-    return _wallet_serializer().dumps([tenant_id, customer_id])
+def wallet_token(tenant_id: str, customer_id: str, only_coupon_id: str | None = None) -> str:
+    """The secret part of a wallet link: signed, so nobody can open another's.
+
+    `only_coupon_id` makes a link that shows that one coupon: what a claim from a browser
+    that cannot prove it belongs to the number's owner may see (see consumer_pages).
+    """
+    value = [tenant_id, customer_id] + ([only_coupon_id] if only_coupon_id else [])
+    return _wallet_serializer().dumps(value)
 
 
-def wallet_customer_id(token: str, tenant_id: str) -> str:
+@dataclass(frozen=True)
+class WalletAccess:
+    customer_id: str
+    only_coupon_id: str | None
+
+
+def wallet_access(token: str, tenant_id: str) -> WalletAccess:
     try:
         value = _wallet_serializer().loads(token)
     except BadSignature as error:
         raise CustomerNotFound() from error
-    if (not isinstance(value, list) or len(value) != 2 or value[0] != tenant_id
-            or not isinstance(value[1], str)):
+    if (not isinstance(value, list) or len(value) not in (2, 3) or value[0] != tenant_id
+            or not all(isinstance(part, str) for part in value)):
         raise CustomerNotFound()
-    return value[1]
+    return WalletAccess(customer_id=value[1],
+                        only_coupon_id=value[2] if len(value) == 3 else None)
 
 
-def wallet_path(session: Session, tenant_id: str, customer_id: str) -> str:
+def wallet_path(session: Session, tenant_id: str, customer_id: str,
+                only_coupon_id: str | None = None) -> str:
     slug = get_tenant(session, tenant_id).slug
-    return f"/c/{slug}/wallet/{wallet_token(tenant_id, customer_id)}"
+    return f"/c/{slug}/wallet/{wallet_token(tenant_id, customer_id, only_coupon_id)}"
 
 
 def _is_new_customer(session: Session, tenant_id: str, ids: set[str]) -> bool:

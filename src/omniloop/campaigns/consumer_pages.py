@@ -28,6 +28,10 @@ Choices worth knowing:
   (a profile created for a number that then gets nothing is not kept).
 * The pages carry secrets in their URLs (the wallet token): `Referrer-Policy: no-referrer`
   keeps them out of the map links' Referer headers, and search engines are told to stay out.
+* The number is not verified yet (one-time SMS codes come with messaging): a number that
+  already has a profile opens its full wallet only from a browser already tied to that
+  profile. Elsewhere a new claim shows just that coupon, a repeated claim reveals nothing,
+  and the browser is not tied to the profile (`device_trusted`).
 * GET handlers never write to the database (see docs/architecture.md): the device cookie is
   only a cookie until a claim sends it.
 """
@@ -456,15 +460,33 @@ def device_identity(session: Session, tenant_id: str, device_id: str | None,
     return IdentityIn(kind=IdentityKind.device, value=device_id)
 
 
-def _holder_wallet(session: Session, tenant: Tenant, phone: str) -> str | None:
-    """The wallet of whoever holds this number, for "you already used this offer"."""
+def phone_holder(session: Session, tenant_id: str, phone: str) -> str | None:
+    """The live profile that holds this number, if anyone does."""
     holder = session.scalar(select(CustomerIdentity.customer_id).where(
-        CustomerIdentity.tenant_id == tenant.id, CustomerIdentity.kind == IdentityKind.phone,
+        CustomerIdentity.tenant_id == tenant_id, CustomerIdentity.kind == IdentityKind.phone,
         CustomerIdentity.value == phone))
     if holder is None:
         return None
-    survivor = survivor_ids(session, tenant.id, [holder])[holder]
-    return claims.wallet_path(session, tenant.id, survivor)
+    return survivor_ids(session, tenant_id, [holder])[holder]
+
+
+def device_trusted(session: Session, tenant_id: str, holder: str | None,
+                   device_id: str | None) -> bool:
+    """Whether this browser may see the wallet of the number typed into the form.
+
+    The number is not verified (one-time SMS codes come with messaging), so typing someone
+    else's number must not open their wallet or tie this browser to their profile. A number
+    nobody holds yet is the typist's own; a known number is trusted only on a browser that
+    already belongs to its profile (it claimed from here before).
+    """
+    if holder is None:
+        return True
+    if device_id is None:
+        return False
+    owner = session.scalar(select(CustomerIdentity.customer_id).where(
+        CustomerIdentity.tenant_id == tenant_id, CustomerIdentity.kind == IdentityKind.device,
+        CustomerIdentity.value == device_id))
+    return owner is not None and owner in profile_ids(session, tenant_id, holder)
 
 
 def _refusal_message(error: CouponRefused) -> str:
@@ -516,7 +538,9 @@ def claim(tenant_slug: str, campaign_id: str, request: Request, session: Session
         return again(422, errors={"phone": gettext(
             "This is not a mobile number we can use. Check it, e.g. 0912 345 678.")})
     identities = [IdentityIn(kind=IdentityKind.phone, value=e164)]
-    device = device_identity(session, tenant.id, _device_id(request), e164)
+    holder = phone_holder(session, tenant.id, e164)
+    trusted = device_trusted(session, tenant.id, holder, _device_id(request))
+    device = device_identity(session, tenant.id, _device_id(request), e164) if trusted else None
     if device is not None:
         identities.append(device)
     data = ClaimIn(identities=identities, channel=channel, attribution=_attribution(params))
@@ -527,10 +551,16 @@ def claim(tenant_slug: str, campaign_id: str, request: Request, session: Session
         if isinstance(error, CampaignNotStarted | CampaignEnded | CampaignNotActive
                       | ClaimChannelNotAllowed):
             return again(200)  # closed meanwhile: the page says how, as on a fresh visit
-        wallet = (_holder_wallet(session, tenant, e164)
-                  if isinstance(error, ClaimLimitReached) else None)
+        wallet = (claims.wallet_path(session, tenant.id, holder)
+                  if isinstance(error, ClaimLimitReached) and holder and trusted else None)
         return again(409, closed=("refused", _refusal_message(error)), wallet_url=wallet)
-    wallet = claims.wallet_path(session, tenant.id, result.customer.id)
+    if not trusted and not result.created:
+        session.rollback()
+        return again(409, closed=("refused", gettext(
+            "This number already holds this offer. Open it from the phone it was claimed "
+            "on.")))
+    wallet = claims.wallet_path(session, tenant.id, result.customer.id,
+                                None if trusted else result.coupon.id)
     mark = "added" if result.created else "held"
     query = {mark: result.coupon.id}
     if current_locale.get() == "en":
@@ -654,8 +684,8 @@ def wallet(tenant_slug: str, token: str, request: Request, session: SessionDep) 
     if tenant is None:
         return _not_found(request)
     try:
-        customer_id = claims.wallet_customer_id(token, tenant.id)
-        customer = get_customer(session, _actor(tenant), customer_id)
+        access = claims.wallet_access(token, tenant.id)
+        customer = get_customer(session, _actor(tenant), access.customer_id)
     except CustomerNotFound:
         return _not_found(request, tenant.name)
     if customer.erased_at is not None:
@@ -663,6 +693,8 @@ def wallet(tenant_slug: str, token: str, request: Request, session: SessionDep) 
     highlight = {mark: request.query_params[mark] for mark in ("added", "held")
                  if mark in request.query_params}
     items = wallet_items(session, tenant, customer.id, highlight=highlight)
+    if access.only_coupon_id is not None:
+        items = [item for item in items if item.id == access.only_coupon_id]
     return _page(request, "consumer/wallet.html", {
         "brand": tenant.name, "items": items,
         "usable": sum(1 for i in items if i.state == "usable")})
