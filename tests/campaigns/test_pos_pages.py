@@ -14,12 +14,13 @@ from httpx2 import Response
 from sqlalchemy import select
 
 from omniloop.campaigns.models import Campaign, Coupon, CouponStatus, Redemption
-from omniloop.campaigns.pos_pages import STORE_COOKIE, BadInput, mask_phone, parse_total
+from omniloop.campaigns.pos_pages import STORE_COOKIE, BadInput, parse_total
 from omniloop.core.clock import to_local, utcnow
 from omniloop.core.db import Session
 from omniloop.core.ratelimit import MemoryRateLimiter, set_rate_limiter
 from omniloop.core.settings import get_settings
 from omniloop.core.tokens import TokenKind, sign_token
+from omniloop.customers.identities import mask_phone
 from omniloop.tenancy.models import Role, StaffUser, Store, Tenant
 from tests.campaigns.factories import claim_for, make_campaign
 from tests.tenancy.factories import fresh, make_staff, make_store, make_tenant

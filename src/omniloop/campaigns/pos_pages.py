@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-import phonenumbers
 from babel.numbers import get_currency_symbol
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -46,6 +45,7 @@ from omniloop.core.ratelimit import RateLimited
 from omniloop.core.security import random_token
 from omniloop.core.settings import get_settings
 from omniloop.core.tokens import looks_like_token
+from omniloop.customers.identities import mask_phone
 from omniloop.customers.models import Customer, IdentityKind
 from omniloop.customers.profiles import identities_of
 from omniloop.tenancy.access import Actor, Permission
@@ -183,32 +183,6 @@ def _check_body(code: str, store: Store, total_minor: int) -> PosCheckIn:
 
 
 # --- what the screens show ------------------------------------------------------------------
-
-def mask_phone(e164: str) -> str:
-    """A phone as the cashier may see it: enough to ask "0912-***-678?", not to copy it.
-
-    Taiwanese numbers in national form, others international; the first four and last
-    three digits stay, the rest become *.
-    """
-    try:
-        number = phonenumbers.parse(e164, None)
-        national = phonenumbers.region_code_for_number(number) == "TW"
-        text = phonenumbers.format_number(
-            number, phonenumbers.PhoneNumberFormat.NATIONAL if national
-            else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    except phonenumbers.NumberParseException:
-        text = e164
-    digits = sum(ch.isdigit() for ch in text)
-    seen = 0
-    out = []
-    for ch in text:
-        if ch.isdigit():
-            seen += 1
-            out.append(ch if seen <= 4 or seen > digits - 3 else "*")
-        else:
-            out.append("-" if ch == " " else ch)
-    return "".join(out)
-
 
 @dataclass(frozen=True)
 class CustomerView:

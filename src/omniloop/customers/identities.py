@@ -47,3 +47,29 @@ def normalize(kind: IdentityKind, value: str) -> str:
     if not _TOKEN.match(text):
         raise InvalidIdentity(kind=kind.value, value=value)
     return text
+
+
+def mask_phone(e164: str) -> str:
+    """A phone as the cashier may see it: enough to ask "0912-***-678?", not to copy it.
+
+    Taiwanese numbers in national form, others international; the first four and last
+    three digits stay, the rest become *.
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+        national = phonenumbers.region_code_for_number(number) == "TW"
+        text = phonenumbers.format_number(
+            number, phonenumbers.PhoneNumberFormat.NATIONAL if national
+            else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    except phonenumbers.NumberParseException:
+        text = e164
+    digits = sum(ch.isdigit() for ch in text)
+    seen = 0
+    out = []
+    for ch in text:
+        if ch.isdigit():
+            seen += 1
+            out.append(ch if seen <= 4 or seen > digits - 3 else "*")
+        else:
+            out.append("-" if ch == " " else ch)
+    return "".join(out)
