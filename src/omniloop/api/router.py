@@ -10,6 +10,7 @@ from omniloop.catalog.routes import router as catalog_router
 from omniloop.customers import event_routes
 from omniloop.customers.privacy_routes import router as privacy_router
 from omniloop.customers.routes import router as customers_router
+from omniloop.loyalty.routes import router as loyalty_router
 from omniloop.orders.routes import router as orders_router
 from omniloop.tenancy.routes import router as tenancy_router
 
@@ -23,3 +24,4 @@ api_router.include_router(privacy_router)
 api_router.include_router(campaigns_routes.router)
 api_router.include_router(code_routes.router)
 api_router.include_router(pos_routes.router)
+api_router.include_router(loyalty_router)
