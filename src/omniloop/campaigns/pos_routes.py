@@ -2,6 +2,13 @@
 
 Thin: parse, call `campaigns.redemption`, shape the answer. Failed lookups (unknown codes,
 tokens that do not verify) are rate-limited per caller and per IP (`guessing`).
+
+Validate and redeem are what every till calls for every coupon, so they are `async def` and
+run their whole unit of work in one trip to the threadpool (`deps.in_unit_of_work`; a sync
+route with `SessionDep` makes three: the session's start, the route, the session's end),
+committed before the answer is sent. Validation, which changes nothing, runs in a read
+transaction although it is a POST, so on SQLite it neither waits for nor holds the write
+lock.
 """
 
 from __future__ import annotations
@@ -9,8 +16,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
-from omniloop.api.deps import ApiActor, SessionDep, client_ip
+from omniloop.api.deps import ApiActor, SessionDep, client_ip, in_unit_of_work
 from omniloop.campaigns.errors import CouponNotFound, CouponRefused
 from omniloop.campaigns.guessing import guarded_lookup
 from omniloop.campaigns.redemption import evaluate, redeem, void_redemption
@@ -25,10 +33,12 @@ from omniloop.campaigns.schemas import (
     VoidIn,
 )
 from omniloop.core.clock import as_utc
+from omniloop.core.db import Session, get_database
 from omniloop.core.errors import OmniloopError
 from omniloop.core.schemas import ResponseModel
 from omniloop.core.tokens import TokenExpired, TokenInvalid, TokenWrongKind, TokenWrongTenant
 from omniloop.core.tokens import public_key_info as tenant_public_key
+from omniloop.tenancy.access import Actor
 from omniloop.tenancy.tenants import get_tenant
 
 router = APIRouter(prefix="/pos", tags=["pos"])
@@ -39,22 +49,34 @@ _REFUSALS = (CouponRefused, CouponNotFound, TokenInvalid, TokenWrongTenant, Toke
 
 
 @router.post("/validate", summary="Check a coupon", response_model=ValidationOut)
-def validate(body: PosCheckIn, request: Request, actor: ApiActor,
-             session: SessionDep) -> ValidationOut:
+async def validate(body: PosCheckIn, request: Request, actor: ApiActor) -> ValidationOut:
     """Whether the code or QR token applies to this basket at this store, and its discount;
     or, with `valid: false`, the exact reason (`reason.code` is stable, `reason.message` is
     for the cashier in the request's language). Nothing is changed.
 
     Needs the `pos` scope. A store the key is not bound to answers 404 `store_not_found`.
     """
-    currency = get_tenant(session, actor.tenant_id).currency
+    ip = client_ip(request)
+
+    def work() -> ValidationOut:
+        # A read transaction although the method is POST: validation changes nothing.
+        with get_database().unit_of_work(write=False) as session:
+            return _validation(session, actor, body, ip)
+
+    return await run_in_threadpool(work)
+
+
+def _validation(session: Session, actor: Actor, body: PosCheckIn,
+                ip: str | None) -> ValidationOut:
     try:
-        with guarded_lookup(actor, client_ip(request)):
+        with guarded_lookup(actor, ip):
             evaluation = evaluate(session, actor, body)
     except _REFUSALS as refusal:
+        currency = get_tenant(session, actor.tenant_id).currency
         return ValidationOut(valid=False, discount_minor=0, currency=currency, campaign=None,
                              coupon_id=None, code=None, customer_id=None, valid_until=None,
                              reason=_reason(refusal))
+    currency = evaluation.tenant.currency
     target = evaluation.target
     campaign = target.campaign
     return ValidationOut(
@@ -75,9 +97,8 @@ def _reason(error: OmniloopError) -> ReasonOut:
 @router.post("/redeem", summary="Redeem a coupon", response_model=RedemptionOut,
              status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "A retry: the first result, unchanged."}})
-def redeem_coupon(
+async def redeem_coupon(
     body: RedeemIn, request: Request, response: Response, actor: ApiActor,
-    session: SessionDep,
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", description="Unique per redemption attempt (1–100 "
                                              "characters). A retry with the same key and "
@@ -89,12 +110,18 @@ def redeem_coupon(
     (`coupon_already_redeemed`, `quota_exhausted`, `minimum_spend_not_met`, …). With
     `order_lines`, the purchase is recorded as an order carrying the coupon's discount.
     """
-    with guarded_lookup(actor, client_ip(request)):
-        result = redeem(session, actor, body, idempotency_key)
-    if result.replayed:
+    ip = client_ip(request)
+
+    def work(session: Session) -> tuple[RedemptionOut, bool]:
+        with guarded_lookup(actor, ip):
+            result = redeem(session, actor, body, idempotency_key)
+        return RedemptionOut.of(result.redemption), result.replayed
+
+    out, replayed = await in_unit_of_work(request, work)
+    if replayed:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
-    return RedemptionOut.of(result.redemption)
+    return out
 
 
 @router.post("/redemptions/{redemption_id}/void", summary="Void a redemption",

@@ -5,9 +5,16 @@ payment is what happens at redemption, unless someone else used the coupon in be
 race is settled by conditional UPDATEs (see `models`), never by the earlier read: the read
 gives the cashier a precise reason, the UPDATE gives the guarantee.
 
-A redemption claims its idempotency key first (unique per tenant). A retry that arrives
-while the first attempt is still running waits on that key's index entry (PostgreSQL) or on
-the write lock (SQLite), then gets the first result back.
+A redemption's writes begin by claiming its idempotency key (unique per tenant). A retry
+gets the first result back: after its first attempt, the checks refuse it (the coupon is
+used) or the key's unique index does, and either way the key is then looked up. A retry that
+arrives while the first attempt is still running waits on that key's index entry
+(PostgreSQL) or on the write lock (SQLite) first.
+
+This is the hot path of every till: the statements are built once, the writes are Core
+statements (no ORM flush), and a fresh redemption costs two SELECTs (store with brand, coupon
+with campaign) and, in one savepoint, four writes (redemption, coupon, campaign counters,
+event).
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, Table, and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 
 from omniloop.campaigns.errors import (
     BudgetExhausted,
@@ -59,9 +68,11 @@ from omniloop.campaigns.schemas import PosCheckIn, RedeemIn
 from omniloop.campaigns.service import normalize_code
 from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Session
+from omniloop.core.errors import N_, OmniloopError
+from omniloop.core.ids import new_id
 from omniloop.core.settings import get_settings
 from omniloop.core.tokens import TokenKind, looks_like_token, verify_token
-from omniloop.customers.events import record_event
+from omniloop.customers.models import Event
 from omniloop.customers.profiles import survivor_ids
 from omniloop.orders.errors import OrderNotFound
 from omniloop.orders.models import Order
@@ -69,13 +80,58 @@ from omniloop.orders.schemas import OrderIn
 from omniloop.orders.service import ingest_order
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor, Permission
+from omniloop.tenancy.errors import StoreNotFound
 from omniloop.tenancy.models import Store, Tenant
-from omniloop.tenancy.stores import get_store_by_code
 from omniloop.tenancy.tenants import get_tenant
 
-audit.register_action("redemption.void", "Voided a coupon redemption")
+audit.register_action("redemption.void", N_("Voided a coupon redemption"))
 
 MAX_IDEMPOTENCY_KEY = 100
+
+# The statements of the hot path, built once: building a statement and its cache key costs
+# more than SQLite takes to run it. The writes are Core statements on the tables, which skip
+# the ORM's unit of work (the flush of one object costs about as much as the whole rest of a
+# redemption); the rows they write are the ones the ORM would.
+_coupons: Table = Coupon.__table__  # type: ignore[assignment]
+_campaigns: Table = Campaign.__table__  # type: ignore[assignment]
+_redemptions: Table = Redemption.__table__  # type: ignore[assignment]
+_events: Table = Event.__table__  # type: ignore[assignment]
+_TARGET = select(Coupon, Campaign).join(Campaign, and_(
+    Campaign.tenant_id == Coupon.tenant_id, Campaign.id == Coupon.campaign_id))
+_COUPON_BY_CODE = _TARGET.where(Coupon.tenant_id == bindparam("tenant_id"),
+                                Coupon.code == bindparam("code"))
+_COUPON_BY_ID = _TARGET.where(Coupon.tenant_id == bindparam("tenant_id"),
+                              Coupon.id == bindparam("coupon_id"))
+_SHARED_CAMPAIGN = select(Campaign).where(Campaign.tenant_id == bindparam("tenant_id"),
+                                          Campaign.shared_code == bindparam("code"))
+_STORE_AND_TENANT = select(Store, Tenant).join(Tenant, Tenant.id == Store.tenant_id).where(
+    Store.tenant_id == bindparam("tenant_id"), Store.code == bindparam("code"))
+_BY_KEY = select(Redemption).where(Redemption.tenant_id == bindparam("tenant_id"),
+                                   Redemption.idempotency_key == bindparam("key"))
+_INSERT_REDEMPTION = insert(_redemptions)
+_TAKE_COUPON = (
+    update(_coupons)
+    .where(_coupons.c.tenant_id == bindparam("b_tenant_id"),
+           _coupons.c.id == bindparam("b_coupon_id"),
+           _coupons.c.status.in_([CouponStatus.available, CouponStatus.claimed]))
+    .values(status=CouponStatus.redeemed, redeemed_at=bindparam("b_now"),
+            redemption_id=bindparam("b_redemption_id")))
+_discount = bindparam("b_discount", type_=BigInteger)
+_COUNT_REDEMPTION = (
+    update(_campaigns)
+    .where(_campaigns.c.tenant_id == bindparam("b_tenant_id"),
+           _campaigns.c.id == bindparam("b_campaign_id"),
+           _campaigns.c.quota.is_(None) | (_campaigns.c.redeemed_count < _campaigns.c.quota),
+           _campaigns.c.budget_minor.is_(None)
+           | (_campaigns.c.discount_minor + _discount <= _campaigns.c.budget_minor))
+    .values(redeemed_count=_campaigns.c.redeemed_count + 1,
+            discount_minor=_campaigns.c.discount_minor + _discount))
+_LINK_ORDER = (
+    update(_redemptions)
+    .where(_redemptions.c.tenant_id == bindparam("b_tenant_id"),
+           _redemptions.c.id == bindparam("b_redemption_id"))
+    .values(order_id=bindparam("b_order_id")))
+_INSERT_EVENT = insert(_events)
 
 
 @dataclass(frozen=True)
@@ -102,21 +158,21 @@ def resolve(session: Session, actor: Actor, presented: str) -> Target:
     text = presented.strip()
     if looks_like_token(text):
         claims = verify_token(text, tenant_id=actor.tenant_id, kind=TokenKind.COUPON)
-        coupon = session.get(Coupon, (actor.tenant_id, claims.subject_id))
-        if coupon is None:
+        row = session.execute(_COUPON_BY_ID, {"tenant_id": actor.tenant_id,
+                                              "coupon_id": claims.subject_id}).first()
+        if row is None:
             raise CouponNotFound(code=text[:12] + "…")
     else:
         code = normalize_code(text)
-        coupon = session.scalar(select(Coupon).where(Coupon.tenant_id == actor.tenant_id,
-                                                     Coupon.code == code))
-        if coupon is None:
-            campaign = session.scalar(select(Campaign).where(
-                Campaign.tenant_id == actor.tenant_id, Campaign.shared_code == code))
+        row = session.execute(_COUPON_BY_CODE, {"tenant_id": actor.tenant_id,
+                                                "code": code}).first()
+        if row is None:
+            campaign = session.scalar(_SHARED_CAMPAIGN, {"tenant_id": actor.tenant_id,
+                                                         "code": code})
             if campaign is None:
                 raise CouponNotFound(code=code)
             return Target(campaign=campaign, coupon=None, code=code)
-    campaign = session.get(Campaign, (actor.tenant_id, coupon.campaign_id))
-    assert campaign is not None
+    coupon, campaign = row
     return Target(campaign=campaign, coupon=coupon, code=coupon.code or campaign.shared_code)
 
 
@@ -167,6 +223,17 @@ def _stacking_conflict(session: Session, tenant_id: str, campaign: Campaign,
             raise NotCombinable(other=name)
 
 
+def _store_and_tenant(session: Session, actor: Actor, store_code: str) -> tuple[Store, Tenant]:
+    """`tenancy.stores.get_store_by_code` and the store's tenant, in one query: every check
+    needs both."""
+    actor.require(Permission.stores_read)
+    row = session.execute(_STORE_AND_TENANT, {"tenant_id": actor.tenant_id,
+                                              "code": store_code.strip().upper()}).first()
+    if row is None or not actor.sees_store(row[0].id):
+        raise StoreNotFound()
+    return row[0], row[1]
+
+
 def evaluate(session: Session, actor: Actor, data: PosCheckIn, *,
              now: datetime | None = None) -> Evaluation:
     """Everything that decides whether the coupon applies here and now, and its discount.
@@ -175,8 +242,7 @@ def evaluate(session: Session, actor: Actor, data: PosCheckIn, *,
     """
     actor.require(Permission.pos_use)
     now = now or utcnow()
-    store = get_store_by_code(session, actor, data.store_code)
-    tenant = get_tenant(session, actor.tenant_id)
+    store, tenant = _store_and_tenant(session, actor, data.store_code)
     target = resolve(session, actor, data.code)
     campaign, coupon = target.campaign, target.coupon
     if coupon is not None and coupon.status == CouponStatus.redeemed:
@@ -214,8 +280,7 @@ def _digest(data: RedeemIn) -> str:
 
 
 def _by_key(session: Session, tenant_id: str, key: str) -> Redemption | None:
-    return session.scalar(select(Redemption).where(Redemption.tenant_id == tenant_id,
-                                                   Redemption.idempotency_key == key))
+    return session.scalar(_BY_KEY, {"tenant_id": tenant_id, "key": key})
 
 
 def _replay(existing: Redemption, digest: str) -> Redemption:
@@ -238,15 +303,23 @@ def redeem(session: Session, actor: Actor, data: RedeemIn, idempotency_key: str 
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         raise IdempotencyKeyRequired()
     digest = _digest(data)
-    existing = _by_key(session, actor.tenant_id, key)
-    if existing is not None:
-        return RedeemResult(_replay(existing, digest), replayed=True)
     now = now or utcnow()
-    evaluation = evaluate(session, actor, data, now=now)
+    # A retry is recognised by its key, not looked up before every redemption: a retry of a
+    # redemption that went through is refused by the checks (the coupon is used), or, where
+    # they still pass (a shared code), by the key's unique index at the INSERT that `_apply`
+    # begins with. Either way the key is looked up then, and the first result answers.
+    try:
+        evaluation = evaluate(session, actor, data, now=now)
+    except OmniloopError:
+        existing = _by_key(session, actor.tenant_id, key)
+        if existing is None:
+            raise
+        return RedeemResult(_replay(existing, digest), replayed=True)
     try:
         redemption = _apply(session, actor, data, evaluation, key, digest, now)
     except IntegrityError:
-        # The same key committed by a concurrent attempt while this one ran.
+        # The key is taken: by an earlier attempt, or by a concurrent one that committed
+        # while this one waited on the key's index entry (PostgreSQL) or the write lock.
         existing = _by_key(session, actor.tenant_id, key)
         if existing is None:
             raise
@@ -260,38 +333,31 @@ def _apply(session: Session, actor: Actor, data: RedeemIn, evaluation: Evaluatio
     coupon = evaluation.target.coupon
     tenant = evaluation.tenant
     discount = evaluation.discount_minor
+    redemption_id = new_id()
+    values: dict[str, Any] = {
+        "tenant_id": tenant.id, "id": redemption_id, "campaign_id": campaign.id,
+        "coupon_id": coupon.id if coupon else None, "code": evaluation.target.code,
+        "store_id": evaluation.store.id, "customer_id": evaluation.customer_id,
+        "staff_label": data.staff or actor.label, "actor_label": actor.label,
+        "idempotency_key": key, "request_digest": digest, "basket_id": data.basket_id,
+        "basket_total_minor": data.basket_total_minor, "discount_minor": discount,
+        "order_id": None, "status": RedemptionStatus.redeemed, "redeemed_at": now,
+        "voided_at": None, "voided_by": None, "void_reason": None}
+    ids = {"b_tenant_id": tenant.id, "b_redemption_id": redemption_id}
+    # Everything in one savepoint: a refusal raised half-way leaves no trace even for a
+    # caller that catches it and commits the rest of its work (the cashier's page does).
     with session.begin_nested():
-        redemption = Redemption(
-            tenant_id=tenant.id, campaign_id=campaign.id,
-            coupon_id=coupon.id if coupon else None, code=evaluation.target.code,
-            store_id=evaluation.store.id, customer_id=evaluation.customer_id,
-            staff_label=data.staff or actor.label, actor_label=actor.label,
-            idempotency_key=key, request_digest=digest, basket_id=data.basket_id,
-            basket_total_minor=data.basket_total_minor, discount_minor=discount,
-            status=RedemptionStatus.redeemed, redeemed_at=now)
-        session.add(redemption)
-        session.flush()  # takes the idempotency key before anything else
+        connection = session.connection()
+        connection.execute(_INSERT_REDEMPTION, values)  # takes the idempotency key first
         if coupon is not None:
-            taken = session.execute(
-                update(Coupon)
-                .where(Coupon.tenant_id == tenant.id, Coupon.id == coupon.id,
-                       Coupon.status.in_([CouponStatus.available, CouponStatus.claimed]))
-                .values(status=CouponStatus.redeemed, redeemed_at=now,
-                        redemption_id=redemption.id)
-                .execution_options(synchronize_session=False))
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
+            taken = connection.execute(_TAKE_COUPON, {**ids, "b_coupon_id": coupon.id,
+                                                      "b_now": now})
+            if taken.rowcount != 1:
                 session.expire(coupon)
                 raise _already_redeemed(session, tenant, coupon)
-        counted = session.execute(
-            update(Campaign)
-            .where(Campaign.tenant_id == tenant.id, Campaign.id == campaign.id,
-                   Campaign.quota.is_(None) | (Campaign.redeemed_count < Campaign.quota),
-                   Campaign.budget_minor.is_(None)
-                   | (Campaign.discount_minor + discount <= Campaign.budget_minor))
-            .values(redeemed_count=Campaign.redeemed_count + 1,
-                    discount_minor=Campaign.discount_minor + discount)
-            .execution_options(synchronize_session=False))
-        if counted.rowcount != 1:  # type: ignore[attr-defined]
+        counted = connection.execute(_COUNT_REDEMPTION, {**ids, "b_campaign_id": campaign.id,
+                                                         "b_discount": discount})
+        if counted.rowcount != 1:
             session.refresh(campaign)
             if campaign.quota is not None and campaign.redeemed_count >= campaign.quota:
                 raise QuotaExhausted(quota=campaign.quota)
@@ -300,18 +366,29 @@ def _apply(session: Session, actor: Actor, data: RedeemIn, evaluation: Evaluatio
                 session, campaign, evaluation.customer_id, "redemptions",
                 campaign.per_customer_limit):
             raise CustomerLimitReached(limit=campaign.per_customer_limit)
-        redemption.order_id = _order_for(session, actor, data, evaluation, redemption.id,
-                                         discount, now)
-        session.flush()
+        order_id = _order_for(session, actor, data, evaluation, redemption_id, discount, now)
+        if order_id is not None:
+            values["order_id"] = order_id
+            connection.execute(_LINK_ORDER, {**ids, "b_order_id": order_id})
+        # The coupon_redeemed event, as `customers.events.record_event` would store it, but
+        # without its look-up first: the client event id names this new redemption, so no
+        # event can hold it yet, and the unique constraint would refuse a second one anyway.
+        connection.execute(_INSERT_EVENT, {
+            "tenant_id": tenant.id, "id": new_id(),
+            "client_event_id": f"coupon_redeemed:{redemption_id}", "type": "coupon_redeemed",
+            "channel": "offline", "source": "pos", "customer_id": evaluation.customer_id,
+            "store_id": evaluation.store.id, "campaign_id": campaign.id,
+            "properties": {"redemption_id": redemption_id, "coupon_id": values["coupon_id"],
+                           "discount_minor": discount},
+            "occurred_at": now, "received_at": utcnow()})
+    # The counters changed under the loaded objects; the redemption row is exactly `values`,
+    # so it joins the session as a stored row without being read back.
     for stale in (campaign, coupon):
         if stale is not None:
             session.expire(stale)
-    record_event(session, actor, client_event_id=f"coupon_redeemed:{redemption.id}",
-                 type="coupon_redeemed", channel="offline", source="pos",
-                 customer_id=evaluation.customer_id, store_id=evaluation.store.id,
-                 campaign_id=campaign.id, occurred_at=now,
-                 properties={"redemption_id": redemption.id, "coupon_id": redemption.coupon_id,
-                             "discount_minor": discount})
+    redemption = Redemption(**values)
+    make_transient_to_detached(redemption)
+    session.add(redemption)
     return redemption
 
 
