@@ -219,3 +219,22 @@ def test_another_tenants_key_cannot_see_the_coupon(
     foreign = bearer(make_api_key(session, other, scopes=["pos"]))
     assert check(client, foreign, coupon.code or "")["reason"]["code"] == "coupon_not_found"
     assert redeem(client, foreign, coupon.code or "", "k-x").status_code == 404
+
+
+def test_a_retried_shared_code_redemption_returns_the_first(
+        client: TestClient, session: Session, shop: tuple[Tenant, Store, dict[str, str]]) -> None:
+    tenant, _, headers = shop
+    campaign = make_campaign(session, tenant, code_mode="shared", shared_code="ONCEMORE",
+                             quota=1)
+    first = redeem(client, headers, "ONCEMORE", "k-shared")
+    assert first.status_code == 201, first.text
+    # The quota is now used up, yet the retry is answered with the first result.
+    again = redeem(client, headers, "ONCEMORE", "k-shared")
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert redeem(client, headers, "ONCEMORE", "k-other").json()["error"]["code"] == (
+        "quota_exhausted")
+    fresh(session)
+    stored = session.get(Campaign, (tenant.id, campaign.id))
+    assert stored is not None
+    assert stored.redeemed_count == 1
