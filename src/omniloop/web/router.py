@@ -14,6 +14,7 @@ from omniloop.core.errors_http import set_page_error_renderer
 from omniloop.customers import pages as customers_pages
 from omniloop.customers.consent_pages import router as consent_pages_router
 from omniloop.imports.pages import router as imports_pages_router
+from omniloop.loyalty import sections as loyalty_sections  # noqa: F401  (360 section)
 from omniloop.orders import sections as orders_sections  # noqa: F401  (registers its 360 section)
 from omniloop.tenancy import pages as tenancy_pages
 from omniloop.web import admin
