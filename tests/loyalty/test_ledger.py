@@ -3,7 +3,6 @@ below zero, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -38,6 +37,7 @@ from omniloop.orders.service import ingest_order
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Tenant
 from tests.tenancy.factories import fresh, make_tenant
+from tests.tenancy.test_concurrency import race
 
 PHONE = "0912-345-678"
 NOW = utcnow().replace(microsecond=0)
@@ -203,30 +203,6 @@ def test_adjustments_need_a_reason_and_are_audited(session: Session, tenant: Ten
     logged = session.scalar(select(func.count()).select_from(AuditEntry).where(
         AuditEntry.tenant_id == tenant.id, AuditEntry.action == "points.adjust"))
     assert logged == 2
-
-
-def race(workers: int, work: Any) -> Counter[str]:
-    barrier = threading.Barrier(workers)
-    outcomes: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            outcome = work(index)
-        except OmniloopError as error:
-            outcome = error.code
-        except Exception as error:  # a crash must show in the counts
-            outcome = f"crash:{type(error).__name__}:{error}"
-        with lock:
-            outcomes[outcome] += 1
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes
 
 
 def test_concurrent_redemptions_never_overdraw(database: Database, session: Session,
