@@ -25,7 +25,7 @@ from omniloop.customers.models import Customer, CustomerIdentity, CustomerMerge,
 from omniloop.customers.schemas import IdentityIn
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Tenant
-from tests.customers.factories import event_json, make_customer
+from tests.customers.factories import TAIPEI, event_json, make_customer
 from tests.tenancy.factories import bearer, fresh, make_api_key, make_store, make_tenant
 from tests.tenancy.test_concurrency import race
 
@@ -562,3 +562,23 @@ def test_sqlite_write_connection_settings(database: Database) -> None:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     with database.read_engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == -2_000
+
+
+def test_the_batch_is_left_in_utc_and_kinds_as_values(session: Session, tenant: Tenant) -> None:
+    """What ingest_events documents doing to the events it was given (the same instants),
+    and what the schema gives for an identity's kind."""
+    sent = datetime(2026, 1, 2, 11, 30, tzinfo=UTC).astimezone(TAIPEI)
+    batch = EventBatchIn.model_validate({"events": [
+        {"id": "utc-1", "type": "qr_scan", "occurred_at": sent.isoformat(),
+         "identity": {"kind": "phone", "value": "0912-345-678"}}]})
+    identity = batch.events[0].get("identity")
+    assert identity is not None
+    assert type(identity["kind"]) is str
+    assert identity["kind"] == "phone"
+    result = ingest_events(session, system_actor(tenant.id), batch.events)
+    session.commit()
+    assert result.accepted == 1
+    assert batch.events[0]["occurred_at"] == sent
+    assert batch.events[0]["occurred_at"].utcoffset() == timedelta(0)
+    stored = session.scalars(select(Event).where(Event.client_event_id == "utc-1")).one()
+    assert as_utc(stored.occurred_at) == sent

@@ -73,7 +73,7 @@ from omniloop.customers.errors import (
 from omniloop.customers.event_types import EVENT_TYPES, is_valid_type
 from omniloop.customers.identify import normalized
 from omniloop.customers.ingest_schemas import MAX_BATCH, MAX_PROPERTIES_BYTES, EventIn
-from omniloop.customers.models import Customer, CustomerIdentity, Event
+from omniloop.customers.models import Customer, CustomerIdentity, Event, IdentityKind
 from omniloop.customers.profiles import get_customer, profile_ids
 from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.errors import StoreNotFound
@@ -90,6 +90,7 @@ _EVENTS = cast(Table, Event.__table__)
 
 Pair = tuple[str, str]  # (kind, normalised value); the kind as its plain value, which
 # hashes in C (an enum member hashes in Python, and pairs are hashed several times each)
+_KINDS: dict[str, IdentityKind] = {kind.value: kind for kind in IdentityKind}
 
 _EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "customer_id", "type", "channel",
                   "source", "store_id", "campaign_id", "properties", "occurred_at",
@@ -125,7 +126,9 @@ class _Checked(NamedTuple):
 
 
 def ingest_events(session: Session, actor: Actor, events: Sequence[EventIn]) -> IngestResult:
-    """Store a batch of events (validated by `EventBatchIn`); see the module's docstring."""
+    """Store a batch of events (validated by `EventBatchIn`); see the module's docstring.
+
+    Each event's `occurred_at` is left in UTC (the same instant) in `events`."""
     actor.require(Permission.ingest)
     if not 1 <= len(events) <= MAX_BATCH:
         raise BatchSizeInvalid(field="events", limit=MAX_BATCH)
@@ -174,6 +177,12 @@ def _check(index: int, event: EventIn, latest: datetime) -> _Checked:
             raise EventChannelRequired(field=f"events.{index}.channel", type=type_)
         channel = standard.channel
     occurred_at = event["occurred_at"].astimezone(UTC)
+    # Kept back in UTC (the same instant): the parsed offset, an object the garbage collector
+    # tracks, then goes now rather than after the batch. With identities that hold no such
+    # object either (ingest_schemas), a batch leaves the collector a few thousand fewer
+    # objects to promote: full collections of the whole process came 3 times less often,
+    # about 4 ms less CPU per 1,000 events (docs/benchmarks.md).
+    event["occurred_at"] = occurred_at
     if occurred_at > latest:
         raise EventInFuture(field=f"events.{index}.occurred_at")
     properties = event.get("properties")
@@ -195,9 +204,9 @@ def _check(index: int, event: EventIn, latest: datetime) -> _Checked:
         store = ("code", store_code.upper())
     identity: Pair | None = None
     if who is not None:
-        kind = who["kind"]
+        kind = who["kind"]  # the kind's value (see ingest_schemas)
         try:
-            identity = (str(kind), normalized(kind, who["value"]))
+            identity = (kind, normalized(_KINDS[kind], who["value"]))
         except InvalidIdentity as exc:
             exc.field = f"events.{index}.identity.value"
             raise
