@@ -133,6 +133,10 @@ def paused_import(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.E
 
     def slow_identify(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
+        if calls["n"] == 150:
+            # Row progress is written at most every 0.5 s; identify is fast enough that the
+            # first 300 rows could pass within one interval, leaving nothing in the row.
+            time.sleep(0.6)
         if calls["n"] == 300:
             reached.set()
             assert release.wait(30), "the test never released the import"
