@@ -31,17 +31,23 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import Children, child_env, cpu_model, run_child, version
+from harness import (
+    Children,
+    child_env,
+    cpu_model,
+    floor_connection,
+    run_bench,
+    run_child,
+    version,
+)
 
 TARGET_SECONDS = 10.0
 PATTERN = "CAFE-####-####"
@@ -103,33 +109,19 @@ def run_product(config: dict[str, Any]) -> dict[str, Any]:
 # The raw floor (a child process)
 # --------------------------------------------------------------------------------------------
 
-def _connect(path: str) -> sqlite3.Connection:
-    from omniloop.core.db import SQLITE_WAL_AUTOCHECKPOINT, SQLITE_WRITE_CACHE_KIB
-
-    conn = sqlite3.connect(path, isolation_level=None)
-    # The same settings omniloop gives its SQLite write connection (core/db.py).
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
-    conn.execute(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
-    return conn
-
-
 def run_floor(config: dict[str, Any]) -> dict[str, Any]:
     """Copy omniloop's database without its coupons, then insert those very rows again."""
     columns = ", ".join(COUPON_COLUMNS)
-    with contextlib.closing(_connect(config["source"])) as source:
+    with contextlib.closing(floor_connection(config["source"])) as source:
         rows = source.execute(f"SELECT {columns} FROM coupons ORDER BY rowid").fetchall()
         with contextlib.closing(sqlite3.connect(config["floor"])) as target:
             source.backup(target)
-    with contextlib.closing(_connect(config["floor"])) as conn:
+    with contextlib.closing(floor_connection(config["floor"])) as conn:
         conn.execute("DELETE FROM coupons")
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     chunk = int(config["chunk"])
-    with contextlib.closing(_connect(config["floor"])) as conn:
+    with contextlib.closing(floor_connection(config["floor"])) as conn:
         sql = f"INSERT INTO coupons ({columns}) VALUES ({', '.join('?' * len(COUPON_COLUMNS))})"
         cpu, begin = time.process_time(), time.perf_counter()
         for start in range(0, len(rows), chunk):
@@ -260,28 +252,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    children = Children(pin=not args.no_pin)
-    started = time.monotonic()
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="omniloop-bench-codes-") as tmp_name:
-            rounds = [one_round(args, children, Path(tmp_name), n)
-                      for n in range(1, args.rounds + 1)]
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    rounds = run_bench(
+        "omniloop-bench-codes-", pin=not args.no_pin,
+        work=lambda children, tmp: [one_round(args, children, tmp, n)
+                                    for n in range(1, args.rounds + 1)],
+        report=lambda found, pin, load: report(found, args, pin, load, args.markdown))
+    if rounds is None:
         return 130
-    finally:
-        children.stop_all()
-    load = (load_before, os.getloadavg()[0]) if load_before is not None else None
-    print(report(rounds, args, children.pin, load, args.markdown))
-    print(f"total {time.monotonic() - started:.0f} s")
     met = min(r.product["seconds"] for r in rounds) <= target_seconds(args.count)
     return 1 if args.strict and not met else 0
 

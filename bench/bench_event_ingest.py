@@ -46,10 +46,8 @@ import os
 import platform
 import random
 import secrets
-import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -63,7 +61,9 @@ from harness import (
     child_env,
     cpu_model,
     drive,
+    floor_connection,
     post_requests,
+    run_bench,
     run_child,
     version,
 )
@@ -236,25 +236,11 @@ def run_load(config: dict[str, Any]) -> dict[str, Any]:
 # The raw floor (a child process)
 # --------------------------------------------------------------------------------------------
 
-def _connect(path: str) -> sqlite3.Connection:
-    from omniloop.core.db import SQLITE_WAL_AUTOCHECKPOINT, SQLITE_WRITE_CACHE_KIB
-
-    conn = sqlite3.connect(path, isolation_level=None)
-    # The same settings omniloop gives its SQLite write connection (core/db.py).
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
-    conn.execute(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
-    return conn
-
-
 def run_floor(config: dict[str, Any]) -> dict[str, Any]:
     """Copy omniloop's database without the run's events, then insert those very rows."""
     columns = ", ".join(EVENT_COLUMNS)
     like = f"{RUN_PREFIX}-%"
-    with contextlib.closing(_connect(config["source"])) as source:
+    with contextlib.closing(floor_connection(config["source"])) as source:
         rows = source.execute(f"SELECT {columns} FROM events WHERE client_event_id LIKE ? "
                               "ORDER BY rowid", (like,)).fetchall()
         with contextlib.closing(sqlite3.connect(config["floor"])) as target:
@@ -264,11 +250,11 @@ def run_floor(config: dict[str, Any]) -> dict[str, Any]:
         indexes = [name for (name,) in source.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
             "ORDER BY name")]
-    with contextlib.closing(_connect(config["floor"])) as conn:
+    with contextlib.closing(floor_connection(config["floor"])) as conn:
         conn.execute("DELETE FROM events WHERE client_event_id LIKE ?", (like,))
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    with contextlib.closing(_connect(config["floor"])) as conn:
+    with contextlib.closing(floor_connection(config["floor"])) as conn:
         sql = f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
         cpu, begin = time.process_time(), time.perf_counter()
         for start in range(0, len(rows), BATCH):
@@ -441,27 +427,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    children = Children(pin=not args.no_pin)
-    started = time.monotonic()
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="omniloop-bench-events-") as tmp_name:
-            figures = run(args, children, Path(tmp_name))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    figures = run_bench(
+        "omniloop-bench-events-", pin=not args.no_pin,
+        work=lambda children, tmp: run(args, children, tmp),
+        report=lambda found, pin, load: report(found, args, pin, load, args.markdown))
+    if figures is None:
         return 130
-    finally:
-        children.stop_all()
-    load = (load_before, os.getloadavg()[0]) if load_before is not None else None
-    print(report(figures, args, children.pin, load, args.markdown))
-    print(f"total {time.monotonic() - started:.0f} s")
     met = figures.events / figures.events_seconds >= TARGET_EVENTS
     return 1 if args.strict and not met else 0
 

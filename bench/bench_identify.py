@@ -39,12 +39,9 @@ import platform
 import random
 import re
 import secrets
-import signal
 import sqlite3
 import sys
-import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +55,7 @@ from harness import (
     cpu_model,
     drive,
     post_requests,
+    run_bench,
     run_child,
     version,
 )
@@ -383,27 +381,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    children = Children(pin=not args.no_pin)
-    started = time.monotonic()
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="omniloop-bench-identify-") as tmp_name:
-            rows, sizes = run(args, children, Path(tmp_name))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    found = run_bench(
+        "omniloop-bench-identify-", pin=not args.no_pin,
+        work=lambda children, tmp: run(args, children, tmp),
+        report=lambda result, pin, load: report(*result, args, pin, load, args.markdown))
+    if found is None:
         return 130
-    finally:
-        children.stop_all()
-    load = (load_before, os.getloadavg()[0]) if load_before is not None else None
-    print(report(rows, sizes, args, children.pin, load, args.markdown))
-    print(f"total {time.monotonic() - started:.0f} s")
+    rows, _sizes = found
     met = rows[0].calls / rows[0].seconds >= TARGET_CALLS
     return 1 if args.strict and not met else 0
 

@@ -57,10 +57,8 @@ import os
 import platform
 import random
 import secrets
-import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +67,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness import Children, Server, child_env, cpu_model, cpu_seconds, run_child, version
+from harness import (
+    Children,
+    Server,
+    child_env,
+    cpu_model,
+    cpu_seconds,
+    run_bench,
+    run_child,
+    version,
+)
 
 STORE_CODE = "TPE01"
 SHARED_CODE = "BENCH100"
@@ -761,27 +768,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    children = Children(pin=not args.no_pin)
-    started = time.monotonic()
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="omniloop-bench-pos-") as tmp_name:
-            figures = run(args, children, Path(tmp_name))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    figures = run_bench(
+        "omniloop-bench-pos-", pin=not args.no_pin,
+        work=lambda children, tmp: run(args, children, tmp),
+        report=lambda found, pin, load: report(found, args, pin, load, args.markdown))
+    if figures is None:
         return 130
-    finally:
-        children.stop_all()
-    load = (load_before, os.getloadavg()[0]) if load_before is not None else None
-    print(report(figures, args, children.pin, load, args.markdown))
-    print(f"total {time.monotonic() - started:.0f} s")
     return 1 if args.strict and not targets_met(figures) else 0
 
 

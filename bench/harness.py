@@ -12,19 +12,23 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 START_TIMEOUT = 30.0  # seconds a server may take to answer its probe
+T = TypeVar("T")
 
 
 class Children:
@@ -288,3 +292,47 @@ def drive(base_url: str, requests: Sequence[bytes], *, warmup: int, connections:
                 connection.close()
 
     return dict(runner(main()))
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_bench(prefix: str, *, pin: bool, work: Callable[[Children, Path], T],
+              report: Callable[[T, bool, tuple[float, float] | None], str]) -> T | None:
+    """Run a benchmark's `work` in a temporary directory with its child processes, then
+    print its report (with the load average before and after) and the wall time.
+
+    Every child ends with the run, also on SIGTERM or Ctrl-C; None means interrupted.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
+    children = Children(pin=pin)
+    started = time.monotonic()
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp_name:
+            result = work(children, Path(tmp_name))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return None
+    finally:
+        children.stop_all()
+    load = (load_before, os.getloadavg()[0]) if load_before is not None else None
+    print(report(result, children.pin, load))
+    print(f"total {time.monotonic() - started:.0f} s")
+    return result
+
+
+def floor_connection(path: str) -> sqlite3.Connection:
+    """A bare sqlite3 connection with the settings omniloop gives its SQLite write connection
+    (core/db.py), for floors that insert the same rows without omniloop in between."""
+    from omniloop.core.db import SQLITE_WAL_AUTOCHECKPOINT, SQLITE_WRITE_CACHE_KIB
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
+    conn.execute(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
+    return conn
