@@ -179,3 +179,41 @@ def test_cashier_scope_cannot_manage_campaigns(
     other = bearer(make_api_key(session, make_tenant(session), scopes=["admin"]))
     campaign = create(client, headers)
     assert client.get(f"/api/v1/campaigns/{campaign['id']}", headers=other).status_code == 404
+
+
+def test_times_with_an_offset_or_none_keep_their_instant(
+        client: TestClient, admin: tuple[Tenant, dict[str, str]]) -> None:
+    """SQLite keeps a timestamp's wall time and drops its offset: times go in as UTC."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    _, headers = admin
+    taipei = ZoneInfo("Asia/Taipei")
+    start = (utcnow() + timedelta(hours=3)).astimezone(taipei).replace(microsecond=0)
+    with_offset = create(client, headers, starts_at=start.isoformat(), ends_at=None)
+    assert datetime.fromisoformat(str(with_offset["starts_at"])) == start
+    naive = create(client, headers, starts_at=start.replace(tzinfo=None).isoformat(),
+                   ends_at=None)  # read in the brand's time zone
+    assert datetime.fromisoformat(str(naive["starts_at"])) == start.astimezone(UTC)
+    launched = client.post(f"/api/v1/campaigns/{with_offset['id']}/launch", headers=headers)
+    assert launched.json()["status"] == "scheduled"
+
+
+def test_status_filters_find_every_match(client: TestClient,
+                                         admin: tuple[Tenant, dict[str, str]]) -> None:
+    _, headers = admin
+    soon = (utcnow() + timedelta(days=2)).isoformat()
+    running = [create(client, headers)["id"] for _ in range(3)]
+    later = [create(client, headers, starts_at=soon)["id"] for _ in range(2)]
+    for campaign_id in running + later:
+        client.post(f"/api/v1/campaigns/{campaign_id}/launch", headers=headers)
+    draft = create(client, headers)["id"]
+
+    def listed(status: str) -> set[str]:
+        return {c["id"] for c in client.get(f"/api/v1/campaigns?status={status}",
+                                            headers=headers).json()}
+
+    assert listed("active") == set(running)
+    assert listed("scheduled") == set(later)
+    assert listed("draft") == {draft}
+    assert listed("ended") == set()

@@ -8,7 +8,7 @@ answers them as 409s.
 
 from __future__ import annotations
 
-from omniloop.core.errors import N_, BadRequest, Conflict, NotFound, ValidationFailed
+from omniloop.core.errors import N_, Conflict, NotFound, ValidationFailed
 
 
 class CampaignNotFound(NotFound):
@@ -49,17 +49,6 @@ class CampaignLocked(Conflict):
 class SharedCodeTaken(Conflict):
     code = "code_taken"
     message = N_("The code '{code}' is already used by another campaign or coupon.")
-
-
-class IdempotencyKeyRequired(BadRequest):
-    code = "idempotency_key_required"
-    message = N_("Send an 'Idempotency-Key' header (1–100 characters) so a retry cannot "
-                 "redeem twice.")
-
-
-class IdempotencyKeyReused(ValidationFailed):
-    code = "idempotency_key_reused"
-    message = N_("This Idempotency-Key was already used for a different request.")
 
 
 class VoidWindowPassed(Conflict):

@@ -26,7 +26,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Enum,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -37,12 +36,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omniloop.core.clock import utcnow
-from omniloop.core.db import Base, created_at_column, id_column
+from omniloop.core.db import Base, created_at_column, id_column, string_enum
 from omniloop.tenancy.models import tenant_fk
-
-
-def _values(enum_class: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in enum_class]
 
 
 class CampaignKind(enum.StrEnum):
@@ -122,9 +117,9 @@ class Campaign(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     terms: Mapped[str] = mapped_column(Text, default="")
     kind: Mapped[CampaignKind] = mapped_column(
-        Enum(CampaignKind, native_enum=False, length=16, values_callable=_values))
+        string_enum(CampaignKind, 16))
     status: Mapped[CampaignStatus] = mapped_column(
-        Enum(CampaignStatus, native_enum=False, length=12, values_callable=_values),
+        string_enum(CampaignStatus, 12),
         default=CampaignStatus.draft)
     starts_at: Mapped[datetime] = mapped_column()
     ends_at: Mapped[datetime | None] = mapped_column()
@@ -157,13 +152,13 @@ class Campaign(Base):
     quota: Mapped[int | None] = mapped_column(Integer)
     budget_minor: Mapped[int | None] = mapped_column(BigInteger)
     stacking: Mapped[Stacking] = mapped_column(
-        Enum(Stacking, native_enum=False, length=12, values_callable=_values),
+        string_enum(Stacking, 12),
         default=Stacking.exclusive)
     # Share of an intended audience held back to measure lift, in basis points (1000 = 10%).
     holdout_share_bp: Mapped[int] = mapped_column(Integer, default=0)
 
     code_mode: Mapped[CodeMode] = mapped_column(
-        Enum(CodeMode, native_enum=False, length=8, values_callable=_values),
+        string_enum(CodeMode, 8),
         default=CodeMode.unique)
     shared_code: Mapped[str | None] = mapped_column(String(40))
     # Pattern for codes made at claim time when no generated code is left.
@@ -197,7 +192,7 @@ class Coupon(Base):
     batch_id: Mapped[str | None] = mapped_column(String(26))
     customer_id: Mapped[str | None] = mapped_column(String(26))
     status: Mapped[CouponStatus] = mapped_column(
-        Enum(CouponStatus, native_enum=False, length=10, values_callable=_values),
+        string_enum(CouponStatus, 10),
         default=CouponStatus.available)
     claim_channel: Mapped[str | None] = mapped_column(String(16))
     attribution: Mapped[dict[str, Any] | None] = mapped_column()  # utm_*, touchpoint, referrer
@@ -241,7 +236,7 @@ class Redemption(Base):
     discount_minor: Mapped[int] = mapped_column(BigInteger)
     order_id: Mapped[str | None] = mapped_column(String(26))
     status: Mapped[RedemptionStatus] = mapped_column(
-        Enum(RedemptionStatus, native_enum=False, length=10, values_callable=_values),
+        string_enum(RedemptionStatus, 10),
         default=RedemptionStatus.redeemed)
     redeemed_at: Mapped[datetime] = mapped_column(default=utcnow)
     voided_at: Mapped[datetime | None] = mapped_column()
@@ -264,7 +259,7 @@ class CampaignParticipant(Base):
     campaign_id: Mapped[str] = mapped_column(String(26), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(26), primary_key=True)
     audience_group: Mapped[AudienceGroup | None] = mapped_column(
-        Enum(AudienceGroup, native_enum=False, length=8, values_callable=_values))
+        string_enum(AudienceGroup, 8))
     assigned_at: Mapped[datetime | None] = mapped_column()
     claims: Mapped[int] = mapped_column(Integer, default=0)
     redemptions: Mapped[int] = mapped_column(Integer, default=0)
@@ -287,7 +282,7 @@ class CodeBatch(Base):
     requested: Mapped[int] = mapped_column(Integer)
     created_count: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[BatchStatus] = mapped_column(
-        Enum(BatchStatus, native_enum=False, length=8, values_callable=_values),
+        string_enum(BatchStatus, 8),
         default=BatchStatus.queued)
     error: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(160), default="")

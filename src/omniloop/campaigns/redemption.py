@@ -35,8 +35,6 @@ from omniloop.campaigns.errors import (
     CouponCancelled,
     CouponNotFound,
     CustomerLimitReached,
-    IdempotencyKeyRequired,
-    IdempotencyKeyReused,
     NotCombinable,
     QuotaExhausted,
     RedemptionNotFound,
@@ -69,6 +67,7 @@ from omniloop.campaigns.service import normalize_code
 from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import N_, OmniloopError
+from omniloop.core.idempotency import IdempotencyKeyReused, require_key
 from omniloop.core.ids import new_id
 from omniloop.core.settings import get_settings
 from omniloop.core.tokens import TokenKind, looks_like_token, verify_token
@@ -86,7 +85,6 @@ from omniloop.tenancy.tenants import get_tenant
 
 audit.register_action("redemption.void", N_("Voided a coupon redemption"))
 
-MAX_IDEMPOTENCY_KEY = 100
 
 # The statements of the hot path, built once: building a statement and its cache key costs
 # more than SQLite takes to run it. The writes are Core statements on the tables, which skip
@@ -299,9 +297,7 @@ def redeem(session: Session, actor: Actor, data: RedeemIn, idempotency_key: str 
            now: datetime | None = None) -> RedeemResult:
     """Use the coupon once, exactly once, whatever the retries and races."""
     actor.require(Permission.pos_use)
-    key = (idempotency_key or "").strip()
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
-        raise IdempotencyKeyRequired()
+    key = require_key(idempotency_key)
     digest = _digest(data)
     now = now or utcnow()
     # A retry is recognised by its key, not looked up before every redemption: a retry of a

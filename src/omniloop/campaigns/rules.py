@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
+from sqlalchemy import ColumnElement
+
 from omniloop.campaigns.errors import (
     CampaignEnded,
     CampaignNotActive,
@@ -47,6 +49,20 @@ def current_status(campaign: Campaign, now: datetime) -> CampaignStatus:
     if campaign.ends_at is not None and now >= as_utc(campaign.ends_at):
         return CampaignStatus.ended
     return CampaignStatus.active
+
+
+def status_filter(status: CampaignStatus, now: datetime) -> ColumnElement[bool]:
+    """`current_status(campaign, now) == status` as SQL, so lists filter in the database."""
+    launched = Campaign.status.in_([CampaignStatus.scheduled, CampaignStatus.active])
+    if status == CampaignStatus.scheduled:
+        return launched & (Campaign.starts_at > now)
+    if status == CampaignStatus.active:
+        return (launched & (Campaign.starts_at <= now)
+                & (Campaign.ends_at.is_(None) | (Campaign.ends_at > now)))
+    if status == CampaignStatus.ended:
+        return (Campaign.status == CampaignStatus.ended) | (
+            launched & (Campaign.starts_at <= now) & (Campaign.ends_at <= now))
+    return Campaign.status == status
 
 
 def local_text(value: datetime, timezone: str) -> str:

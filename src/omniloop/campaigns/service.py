@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from omniloop.campaigns.codes import pattern_capacity
 from omniloop.campaigns.errors import (
@@ -27,15 +27,16 @@ from omniloop.campaigns.models import (
     CodeMode,
     Coupon,
 )
-from omniloop.campaigns.rules import STATUS_LABELS, current_status
+from omniloop.campaigns.rules import STATUS_LABELS, current_status, status_filter
 from omniloop.campaigns.schemas import CampaignCreate, CampaignUpdate
-from omniloop.core.clock import as_utc, utcnow
+from omniloop.core.clock import as_utc, aware, utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import N_
 from omniloop.core.i18n import gettext
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.models import Store
+from omniloop.tenancy.tenants import get_tenant
 
 audit.register_action("campaign.create", N_("Created a campaign"))
 audit.register_action("campaign.update", N_("Edited a campaign"))
@@ -46,6 +47,16 @@ audit.register_action("campaign.end", N_("Ended a campaign"))
 # What a claimed or redeemed coupon promised; changing it would break that promise.
 LOCKED_FIELDS = ("kind", "value_minor", "percent_off", "max_discount_minor", "free_sku",
                  "gift_name", "code_mode", "shared_code")
+
+
+TIME_FIELDS = ("starts_at", "ends_at", "coupon_valid_from", "coupon_valid_until")
+
+
+def _in_utc(session: Session, tenant_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Times from the client in UTC, those without an offset read in the brand's zone."""
+    timezone = get_tenant(session, tenant_id).timezone
+    return {name: aware(value, timezone) if name in TIME_FIELDS and value is not None
+            else value for name, value in values.items()}
 
 
 def normalize_code(code: str) -> str:
@@ -129,7 +140,7 @@ def _snapshot(campaign: Campaign) -> dict[str, Any]:
 
 def create_campaign(session: Session, actor: Actor, data: CampaignCreate) -> Campaign:
     actor.require(Permission.campaigns_manage)
-    values = data.model_dump()
+    values = _in_utc(session, actor.tenant_id, data.model_dump())
     campaign = Campaign(tenant_id=actor.tenant_id, status=CampaignStatus.draft,
                         created_by=actor.label, **values)
     check_campaign(session, campaign)
@@ -149,7 +160,7 @@ def update_campaign(session: Session, actor: Actor, campaign_id: str,
     campaign = get_campaign(session, actor, campaign_id, for_update=True)
     if campaign.status == CampaignStatus.ended:
         raise _refused(CampaignStatus.ended, N_("edited"))
-    changes = data.model_dump(exclude_unset=True)
+    changes = _in_utc(session, actor.tenant_id, data.model_dump(exclude_unset=True))
     if _has_takers(campaign):
         for name in LOCKED_FIELDS:
             if name in changes and changes[name] != getattr(campaign, name):
@@ -188,18 +199,10 @@ def list_campaigns(session: Session, actor: Actor, *, status: CampaignStatus | N
     query = select(Campaign).where(Campaign.tenant_id == actor.tenant_id)
     if search:
         query = query.where(func.lower(Campaign.name).contains(search.lower()))
-    if status in (CampaignStatus.draft, CampaignStatus.paused):
-        query = query.where(Campaign.status == status)
-    elif status is not None:
-        query = query.where(or_(Campaign.status == status,
-                                Campaign.status.in_([CampaignStatus.scheduled,
-                                                     CampaignStatus.active])))
-    campaigns = list(session.scalars(query.order_by(Campaign.created_at.desc(),
-                                                    Campaign.id.desc()).limit(limit * 2)))
-    if status not in (None, CampaignStatus.draft, CampaignStatus.paused):
-        now = utcnow()
-        campaigns = [c for c in campaigns if current_status(c, now) == status]
-    return campaigns[:limit]
+    if status is not None:
+        query = query.where(status_filter(status, utcnow()))
+    return list(session.scalars(query.order_by(Campaign.created_at.desc(),
+                                               Campaign.id.desc()).limit(limit)))
 
 
 def launch_campaign(session: Session, actor: Actor, campaign_id: str) -> Campaign:

@@ -17,6 +17,17 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def aware(value: datetime, timezone: str) -> datetime:
+    """A client's timestamp in UTC; without an offset it is read in the brand's time zone.
+
+    Everything is stored in UTC: SQLite keeps a timestamp's wall time and drops its offset,
+    so a value must be converted before it is written.
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(timezone))
+    return as_utc(value)
+
+
 def is_valid_timezone(name: str) -> bool:
     try:
         ZoneInfo(name)

@@ -7,13 +7,14 @@ the embedded default behaves like a server database under concurrent requests.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, String, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, Enum, MetaData, String, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.orm import Session as Session
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -42,6 +43,13 @@ class Base(DeclarativeBase):
 
 def id_column() -> Mapped[str]:
     return mapped_column(String(26), primary_key=True, default=new_id)
+
+
+def string_enum(enum_class: type[enum.Enum], length: int) -> Enum:
+    """An enum stored as its values in a plain string column with a CHECK, the same on
+    SQLite and PostgreSQL (no native enum type to migrate when a value is added)."""
+    return Enum(enum_class, native_enum=False, length=length,
+                values_callable=lambda members: [str(m.value) for m in members])
 
 
 def created_at_column() -> Mapped[datetime]:

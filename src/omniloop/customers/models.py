@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import (
     Date,
-    Enum,
     ForeignKeyConstraint,
     Index,
     String,
@@ -22,12 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omniloop.core.clock import utcnow
-from omniloop.core.db import Base, created_at_column, id_column
+from omniloop.core.db import Base, created_at_column, id_column, string_enum
 from omniloop.tenancy.models import tenant_fk
-
-
-def _values(enum_class: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in enum_class]
 
 
 class IdentityKind(enum.StrEnum):
@@ -68,7 +63,7 @@ class Customer(Base):
     name: Mapped[str | None] = mapped_column(String(120))
     birthday: Mapped[date | None] = mapped_column(Date)
     gender: Mapped[Gender | None] = mapped_column(
-        Enum(Gender, native_enum=False, length=10, values_callable=_values))
+        string_enum(Gender, 10))
     home_store_id: Mapped[str | None] = mapped_column(String(26))
     language: Mapped[str | None] = mapped_column(String(10))
     tags: Mapped[list[str]] = mapped_column(default=list)
@@ -92,7 +87,7 @@ class CustomerIdentity(Base):
     id: Mapped[str] = id_column()
     customer_id: Mapped[str] = mapped_column(String(26))
     kind: Mapped[IdentityKind] = mapped_column(
-        Enum(IdentityKind, native_enum=False, length=16, values_callable=_values))
+        string_enum(IdentityKind, 16))
     value: Mapped[str] = mapped_column(String(254))
     source: Mapped[str] = mapped_column(String(40), default="")
     created_at: Mapped[datetime] = created_at_column()
@@ -138,9 +133,9 @@ class CustomerConsent(Base):
     tenant_id: Mapped[str] = tenant_fk()
     customer_id: Mapped[str] = mapped_column(String(26), primary_key=True)
     channel: Mapped[Channel] = mapped_column(
-        Enum(Channel, native_enum=False, length=10, values_callable=_values), primary_key=True)
+        string_enum(Channel, 10), primary_key=True)
     status: Mapped[ConsentStatus] = mapped_column(
-        Enum(ConsentStatus, native_enum=False, length=10, values_callable=_values))
+        string_enum(ConsentStatus, 10))
     source: Mapped[str] = mapped_column(String(80))
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -10,16 +10,12 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Enum, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKeyConstraint, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omniloop.core.clock import utcnow
-from omniloop.core.db import Base, created_at_column, id_column
+from omniloop.core.db import Base, created_at_column, id_column, string_enum
 from omniloop.tenancy.models import tenant_fk
-
-
-def _values(enum_class: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in enum_class]
 
 
 class ImportStatus(enum.StrEnum):
@@ -47,7 +43,7 @@ class ImportJob(Base):
     file_name: Mapped[str] = mapped_column(String(255))
     skip_bad_rows: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[ImportStatus] = mapped_column(
-        Enum(ImportStatus, native_enum=False, length=16, values_callable=_values),
+        string_enum(ImportStatus, 16),
         default=ImportStatus.queued)
     phase: Mapped[str] = mapped_column(String(16), default="")  # checking | importing
     processed: Mapped[int] = mapped_column(Integer, default=0)

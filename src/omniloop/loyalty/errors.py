@@ -28,13 +28,3 @@ class RedeemShareExceeded(Conflict):
 class ReasonRequired(ValidationFailed):
     code = "reason_required"
     message = N_("Give a reason: adjustments are audited.")
-
-
-class LoyaltyDisabled(Conflict):
-    code = "loyalty_disabled"
-    message = N_("The loyalty program is switched off.")
-
-
-class PointsKeyReused(ValidationFailed):
-    code = "idempotency_key_reused"
-    message = N_("This Idempotency-Key was already used for a different request.")

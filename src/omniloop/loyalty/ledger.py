@@ -17,7 +17,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from omniloop.core.clock import as_utc, utcnow
@@ -270,45 +270,35 @@ def expire_due(session: Session, actor: Actor, *, now: datetime | None = None,
         .order_by(PointsEntry.expires_at, PointsEntry.id).limit(limit)).all()
     written = 0
     for lot_id, customer_id in due:
-        with session.begin_nested():
-            balance = _lock_account(session, actor.tenant_id, customer_id)
-            lot = session.get(PointsEntry, (actor.tenant_id, lot_id))
-            assert lot is not None
-            session.refresh(lot)
-            if not lot.lot_open or lot.remaining <= 0:
-                continue
-            take = min(lot.remaining, balance)
-            after = session.execute(
-                update(PointsAccount)
-                .where(PointsAccount.tenant_id == actor.tenant_id,
-                       PointsAccount.customer_id == customer_id,
-                       PointsAccount.balance >= take)
-                .values(balance=PointsAccount.balance - take)
-                .returning(PointsAccount.balance)
-                .execution_options(synchronize_session=False)).scalar_one()
-            lot.remaining -= take
-            lot.lot_open = False
-            _write(session, PointsEntry(
-                tenant_id=actor.tenant_id, customer_id=customer_id, kind=EntryKind.expire,
-                points=-take, balance_after=after, reason="expired",
-                reference=lot.id, actor_label=actor.label, idempotency_key=f"expire:{lot.id}",
-                remaining=0, lot_open=False))
-            written += 1
+        # Read what is left of the lot under the account's lock: a redemption may have
+        # taken from it since the list was read.
+        _lock_account(session, actor.tenant_id, customer_id)
+        lot = session.get(PointsEntry, (actor.tenant_id, lot_id))
+        assert lot is not None
+        session.refresh(lot)
+        if not lot.lot_open or lot.remaining <= 0:
+            continue
+        debit(session, actor, customer_id, lot.remaining, EntryKind.expire, f"expire:{lot.id}",
+              Source(reason="expired", reference=lot.id), partial=True, preferred_lot=lot.id)
+        written += 1
     return written
 
 
 def expiring_soon(session: Session, tenant_id: str, *, within_days: int = 30,
-                  now: datetime | None = None) -> list[tuple[str, int, datetime]]:
+                  now: datetime | None = None,
+                  customer_id: str | None = None) -> list[tuple[str, int, datetime]]:
     """(customer, points, first expiry) for points expiring within `within_days`: who to
     remind (messaging reads this)."""
     now = now or utcnow()
-    rows = session.execute(
-        select(PointsEntry.customer_id, func.sum(PointsEntry.remaining),
-               func.min(PointsEntry.expires_at))
-        .where(PointsEntry.tenant_id == tenant_id, PointsEntry.lot_open.is_(True),
-               and_(PointsEntry.expires_at > now,
+    query = (select(PointsEntry.customer_id, func.sum(PointsEntry.remaining),
+                    func.min(PointsEntry.expires_at))
+             .where(PointsEntry.tenant_id == tenant_id, PointsEntry.lot_open.is_(True),
+                    PointsEntry.expires_at > now,
                     PointsEntry.expires_at <= now + timedelta(days=within_days)))
-        .group_by(PointsEntry.customer_id).order_by(PointsEntry.customer_id)).all()
+    if customer_id is not None:
+        query = query.where(PointsEntry.customer_id == customer_id)
+    rows = session.execute(
+        query.group_by(PointsEntry.customer_id).order_by(PointsEntry.customer_id)).all()
     return [(customer, int(points), as_utc(first)) for customer, points, first in rows
             if first is not None]
 

@@ -22,7 +22,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Enum,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -32,12 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omniloop.core.clock import utcnow
-from omniloop.core.db import Base, created_at_column, id_column
+from omniloop.core.db import Base, created_at_column, id_column, string_enum
 from omniloop.tenancy.models import tenant_fk
-
-
-def _values(enum_class: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in enum_class]
 
 
 class Rounding(enum.StrEnum):
@@ -82,7 +77,7 @@ class LoyaltyProgram(Base):
     earn_unit_minor: Mapped[int] = mapped_column(BigInteger, default=10000)
     earn_points: Mapped[int] = mapped_column(Integer, default=1)
     rounding: Mapped[Rounding] = mapped_column(
-        Enum(Rounding, native_enum=False, length=8, values_callable=_values),
+        string_enum(Rounding, 8),
         default=Rounding.down)
     point_value_minor: Mapped[int] = mapped_column(BigInteger, default=100)  # 1 point = NT$1
     max_redeem_share_bp: Mapped[int] = mapped_column(Integer, default=5000)
@@ -132,7 +127,7 @@ class PointsEntry(Base):
     id: Mapped[str] = id_column()
     customer_id: Mapped[str] = mapped_column(String(26))
     kind: Mapped[EntryKind] = mapped_column(
-        Enum(EntryKind, native_enum=False, length=10, values_callable=_values))
+        string_enum(EntryKind, 10))
     points: Mapped[int] = mapped_column(BigInteger)  # signed: + earns, − spends
     balance_after: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(255), default="")

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import Field
 
 from omniloop.api.deps import ApiActor, SessionDep, client_ip
-from omniloop.campaigns.errors import IdempotencyKeyRequired
 from omniloop.campaigns.guessing import guarded_lookup
 from omniloop.core.clock import as_utc
+from omniloop.core.idempotency import require_key
 from omniloop.core.schemas import RequestModel, ResponseModel
 from omniloop.customers.profiles import get_customer
 from omniloop.loyalty.ledger import (
@@ -31,13 +31,6 @@ router = APIRouter(tags=["loyalty"])
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", description="Unique per change (1–100 characters); a retry with "
                                          "the same key returns the first result.")]
-
-
-def _key(value: str | None) -> str:
-    key = (value or "").strip()
-    if not key or len(key) > 100:
-        raise IdempotencyKeyRequired()
-    return key
 
 
 class EntryOut(ResponseModel):
@@ -92,8 +85,8 @@ def points(customer_id: str, actor: ApiActor, session: SessionDep,
     """The running balance (O(1)), the tier, points expiring within 30 days, and the latest
     ledger entries, newest first."""
     member = member_of(session, actor, customer_id)
-    soon = sum(p for c, p, _ in expiring_soon(session, actor.tenant_id)
-               if c == member.customer.id)
+    soon = sum(points for _, points, _ in expiring_soon(session, actor.tenant_id,
+                                                        customer_id=member.customer.id))
     return PointsOut(**MemberOut.of(member).model_dump(), expiring_within_30_days=soon,
                      entries=[EntryOut.of(e) for e in history(
                          session, actor.tenant_id, member.customer.id, limit)])
@@ -114,7 +107,7 @@ def adjust(customer_id: str, body: AdjustIn, actor: ApiActor, session: SessionDe
     actor.require(Permission.customers_merge)  # owners and marketers, not the counter
     customer = get_customer(session, actor, customer_id)
     return EntryOut.of(adjust_points(session, actor, customer.id, body.points, body.reason,
-                                     key=f"adjust:{_key(idempotency_key)}"))
+                                     key=f"adjust:{require_key(idempotency_key)}"))
 
 
 class ScanIn(RequestModel):
@@ -156,7 +149,8 @@ def pay_with_points(body: PayWithPointsIn, response: Response, actor: ApiActor,
     customer = get_customer(session, actor, body.customer_id)
     result = redeem_points(session, actor, customer.id, body.points,
                            order_total_minor=body.order_total_minor,
-                           key=f"pos-points:{_key(idempotency_key)}", reference=body.reference)
+                           key=f"pos-points:{require_key(idempotency_key)}",
+                           reference=body.reference)
     if result.replayed:
         response.status_code = status.HTTP_200_OK
     return PayWithPointsOut(entry=EntryOut.of(result.entry),

@@ -19,7 +19,7 @@ from omniloop.tenancy.access import Actor
 
 RECENT_ENTRIES = 20
 ENTRY_LABELS = {
-    "earn": N_("Earned"), "redeem": N_("Redeemed"), "expire": N_("Expired"),
+    "earn": N_("Earned"), "redeem": N_("Paid with points"), "expire": N_("Expired"),
     "adjust": N_("Adjusted"), "penalty": N_("Penalty"), "reversal": N_("Refund reversal"),
 }
 
@@ -27,8 +27,8 @@ ENTRY_LABELS = {
 def _points_section(session: Session, actor: Actor, customer: Customer,
                     ids: set[str]) -> dict[str, Any]:
     member = member_of(session, actor, customer.id)
-    soon = [(points, first) for who, points, first in expiring_soon(session, actor.tenant_id)
-            if who == customer.id]
+    soon = [(points, first) for _, points, first
+            in expiring_soon(session, actor.tenant_id, customer_id=customer.id)]
     return {"member": member, "expiring": soon[0] if soon else None,
             "entries": history(session, actor.tenant_id, customer.id, RECENT_ENTRIES),
             "labels": ENTRY_LABELS}

@@ -22,7 +22,6 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Enum,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -32,12 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from omniloop.core.clock import utcnow
-from omniloop.core.db import Base, created_at_column, id_column
+from omniloop.core.db import Base, created_at_column, id_column, string_enum
 from omniloop.tenancy.models import tenant_fk
-
-
-def _values(enum_class: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in enum_class]
 
 
 class OrderChannel(enum.StrEnum):
@@ -78,7 +73,7 @@ class Order(Base):
     external_id: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32))  # pos, shopline, 91app, api, ...
     channel: Mapped[OrderChannel] = mapped_column(
-        Enum(OrderChannel, native_enum=False, length=8, values_callable=_values))
+        string_enum(OrderChannel, 8))
     store_id: Mapped[str | None] = mapped_column(String(26))
     # The profile the order arrived on (the survivor at the time); None for a walk-in.
     customer_id: Mapped[str | None] = mapped_column(String(26))
@@ -88,7 +83,7 @@ class Order(Base):
     total_minor: Mapped[int] = mapped_column(BigInteger)
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[OrderStatus] = mapped_column(
-        Enum(OrderStatus, native_enum=False, length=20, values_callable=_values),
+        string_enum(OrderStatus, 20),
         default=OrderStatus.paid)
     paid_at: Mapped[datetime] = mapped_column()
     # SHA-256 of the ingested content: a retry must match it, or it is a conflict.

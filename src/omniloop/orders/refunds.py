@@ -20,7 +20,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from omniloop.core.clock import as_utc, utcnow
+from omniloop.core.clock import as_utc, aware, utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import Conflict
 from omniloop.customers.events import record_event
@@ -40,7 +40,7 @@ from omniloop.orders.errors import (
 from omniloop.orders.listeners import refund_recorded
 from omniloop.orders.models import Order, OrderLine, OrderStatus, Refund, RefundLine
 from omniloop.orders.schemas import RefundIn
-from omniloop.orders.service import CLOCK_SKEW, aware, load_order, require_write
+from omniloop.orders.service import CLOCK_SKEW, load_order, require_write
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor
 from omniloop.tenancy.tenants import get_tenant

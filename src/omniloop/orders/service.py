@@ -18,7 +18,6 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +25,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omniloop.catalog.service import find_product_by_sku
-from omniloop.core.clock import as_utc, utcnow
+from omniloop.core.clock import aware, utcnow
 from omniloop.core.db import Session
 from omniloop.customers.errors import CustomerErased, CustomerNotFound
 from omniloop.customers.events import record_event
@@ -71,13 +70,6 @@ def require_write(actor: Actor) -> None:
 def require_read(actor: Actor) -> None:
     """Orders are customer data: whoever may read customers may read orders."""
     actor.require(Permission.customers_read)
-
-
-def aware(value: datetime, timezone: str) -> datetime:
-    """A client's timestamp in UTC; without an offset it is read in the brand's time zone."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(timezone))
-    return as_utc(value)
 
 
 @dataclass(frozen=True)
