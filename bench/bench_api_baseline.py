@@ -35,16 +35,12 @@ Internal modes (used by the script itself): `_seed <json>`, `_load <json>`; the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
-import platform
 import secrets
-import signal
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,10 +55,14 @@ from harness import (
     Children,
     Server,
     child_env,
-    cpu_model,
+    copy_database,
     cpu_seconds,
+    machine_line,
+    percentile,
+    render_table,
+    run_bench,
     run_child,
-    version,
+    seed_brand,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -188,48 +188,22 @@ def store_payload(code: str, index: int) -> dict[str, Any]:
 
 def seed(config: dict[str, Any]) -> dict[str, Any]:
     """Migrate a fresh database and create a brand, 8 stores and an admin API key."""
-    from sqlalchemy import text
+    from omniloop.core.db import set_database
 
-    from omniloop import models  # noqa: F401  (every table, for the mappers)
-    from omniloop.core.db import Database, set_database
-    from omniloop.core.migrate import upgrade
-    from omniloop.tenancy import apikeys, stores, tenants
-    from omniloop.tenancy.access import system_actor
-    from omniloop.tenancy.models import ApiScope
-    from omniloop.tenancy.schemas import ApiKeyCreate, StoreCreate
-
-    database = Database(config["url"])
-    set_database(database)
-    if database.engine.dialect.name == "postgresql":
-        with database.engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-    upgrade(database.engine)
-    with database.unit_of_work() as session:
-        tenant_id = tenants.create_tenant(session, slug="bench", name="Bench Coffee").id
-    actor = system_actor(tenant_id)
-    with database.unit_of_work() as session:
-        store_ids = [stores.create_store(session, actor, StoreCreate.model_validate(
-            store_payload(f"S{i:02d}", i))).id for i in range(1, STORE_COUNT + 1)]
-    with database.unit_of_work() as session:
-        _, secret = apikeys.create_api_key(session, actor, ApiKeyCreate(
-            name="bench", scopes=[ApiScope.admin]))
+    brand = seed_brand(config["url"], [store_payload(f"S{i:02d}", i)
+                                       for i in range(1, STORE_COUNT + 1)], ["admin"],
+                       reset_schema=True)
     set_database(None)
     if config.get("floor_db"):
         # The raw-SQL floor gets its own copy, so its writes never change omniloop's data.
-        with contextlib.closing(sqlite3.connect(config["url"].split("///", 1)[1])) as source, \
-                contextlib.closing(sqlite3.connect(config["floor_db"])) as target:
-            source.backup(target)
-    return {"tenant_id": tenant_id, "store_ids": store_ids, "api_key": secret}
+        copy_database(config["url"], config["floor_db"])
+    return {"tenant_id": brand.tenant_id, "store_ids": brand.store_ids,
+            "api_key": brand.api_key}
 
 
 # --------------------------------------------------------------------------------------------
 # Load generator (a child process)
 # --------------------------------------------------------------------------------------------
-
-def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
 
 RequestSpec = tuple[str, str, dict[str, Any] | None]
 Check = Callable[[Any], bool]
@@ -361,7 +335,7 @@ def run_load(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "requests": len(ordered), "seconds": wall,
         "rps": len(ordered) / wall if wall > 0 else 0.0,
-        "p50_ms": _percentile(ordered, 0.50) * 1000, "p99_ms": _percentile(ordered, 0.99) * 1000,
+        "p50_ms": percentile(ordered, 0.50) * 1000, "p99_ms": percentile(ordered, 0.99) * 1000,
         "server_cpu": server_cpu,
         "client_cpu": (marks["end_client_cpu"] or 0.0) - (marks["start_client_cpu"] or 0.0),
     }
@@ -492,18 +466,7 @@ def render(results: list[Result], markdown: bool) -> str:
                      f"{result.server_cpu_us:,.0f}" if result.server_cpu_us else "n/a",
                      f"{result.server_util:.0%}" if result.server_util is not None else "n/a",
                      f"{result.client_util:.0%}", *cells))
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(row: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i])
-                         for i, cell in enumerate(row))
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+    return "\n".join(render_table(header, rows, markdown, left=(0, 1)))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -540,53 +503,44 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
+def run(args: argparse.Namespace, children: Children,
+        tmp: Path) -> tuple[list[Result], bytes]:
+    results: list[Result] = []
+    floor_db = tmp / "floor.db"
+    sqlite_url = f"sqlite:///{(tmp / 'sqlite' / 'bench.db').as_posix()}"
+    seed_info, body = _run_omniloop(children, "omniloop (SQLite)", sqlite_url, tmp,
+                                    tmp / "sqlite", args, floor_db, results)
+    _run_floors(children, tmp, body, floor_db, seed_info, args, results)
+    if args.postgres_url:
+        _run_omniloop(children, "omniloop (PostgreSQL)", args.postgres_url, tmp,
+                      tmp / "postgres", args, None, results)
+    return results, body
+
+
+def report(results: list[Result], body: bytes, args: argparse.Namespace, pinned: bool,
+           load: tuple[float, float] | None) -> str:
+    lines = [f"omniloop API baseline: {args.connections} keep-alive connections, "
+             f"{args.warmup:g} s warm-up + {args.seconds:g} s per scenario, "
+             f"GET body {len(body):,} bytes, "
+             f"{'server and load generator pinned to a CPU each' if pinned else 'unpinned'}"]
+    if load is not None:
+        lines.append(f"1-minute load average before / after the run: {load[0]:.2f} / "
+                     f"{load[1]:.2f} (anything else running skews the figures)")
+    lines += [machine_line("fastapi", "starlette", "pydantic", "SQLAlchemy", "uvicorn",
+                           "httpx"),
+              "", render(results, args.markdown), "",
+              "× columns: floor req/s ÷ this req/s / this server CPU per request ÷ floor's. "
+              "srv CPU / load CPU: CPU seconds per wall second of the server / load generator."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    children = Children(pin=not args.no_pin)
-    results: list[Result] = []
-    started = time.monotonic()
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="omniloop-bench-") as tmp_name:
-            tmp = Path(tmp_name)
-            floor_db = tmp / "floor.db"
-            sqlite_url = f"sqlite:///{(tmp / 'sqlite' / 'bench.db').as_posix()}"
-            seed_info, body = _run_omniloop(children, "omniloop (SQLite)", sqlite_url, tmp,
-                                            tmp / "sqlite", args, floor_db, results)
-            _run_floors(children, tmp, body, floor_db, seed_info, args, results)
-            if args.postgres_url:
-                _run_omniloop(children, "omniloop (PostgreSQL)", args.postgres_url, tmp,
-                              tmp / "postgres", args, None, results)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        children.stop_all()
-
-    print(f"omniloop API baseline: {args.connections} keep-alive connections, "
-          f"{args.warmup:g} s warm-up + {args.seconds:g} s per scenario, "
-          f"GET body {len(body):,} bytes, "
-          f"{'server and load generator pinned to a CPU each' if children.pin else 'unpinned'}")
-    if load_before is not None:
-        print(f"1-minute load average before / after the run: {load_before:.2f} / "
-              f"{os.getloadavg()[0]:.2f} (anything else running skews the figures)")
-    print(f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
-          f"SQLite {sqlite3.sqlite_version}, fastapi {version('fastapi')}, "
-          f"starlette {version('starlette')}, pydantic {version('pydantic')}, "
-          f"SQLAlchemy {version('sqlalchemy')}, uvicorn {version('uvicorn')}, "
-          f"httpx {version('httpx')}")
-    print()
-    print(render(results, args.markdown))
-    print()
-    print("× columns: floor req/s ÷ this req/s / this server CPU per request ÷ floor's. "
-          "srv CPU / load CPU: CPU seconds per wall second of the server / load generator.")
-    print(f"total {time.monotonic() - started:.0f} s")
-    return 0
+    found = run_bench(
+        "omniloop-bench-", pin=not args.no_pin,
+        work=lambda children, tmp: run(args, children, tmp),
+        report=lambda result, pin, load: report(*result, args, pin, load))
+    return 130 if found is None else 0
 
 
 if __name__ == "__main__":

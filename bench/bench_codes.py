@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -42,11 +40,13 @@ from typing import Any
 from harness import (
     Children,
     child_env,
-    cpu_model,
     floor_connection,
+    load_line,
+    machine_line,
+    render_table,
     run_bench,
     run_child,
-    version,
+    seed_brand,
 )
 
 TARGET_SECONDS = 10.0
@@ -64,24 +64,15 @@ def run_product(config: dict[str, Any]) -> dict[str, Any]:
 
     from sqlalchemy import func, select
 
-    from omniloop import models  # noqa: F401  (every table, for the mappers)
     from omniloop.campaigns import batches, service
     from omniloop.campaigns.models import CodeBatch, Coupon
     from omniloop.campaigns.schemas import CampaignCreate
     from omniloop.core.clock import utcnow
-    from omniloop.core.db import Database, set_database
-    from omniloop.core.migrate import upgrade
-    from omniloop.tenancy import tenants
-    from omniloop.tenancy.access import system_actor
 
     if config["chunk"]:
         batches.CHUNK_SIZE = int(config["chunk"])
-    database = Database(config["url"])
-    set_database(database)
-    upgrade(database.engine)
-    with database.unit_of_work() as session:
-        tenant_id = tenants.create_tenant(session, slug="bench", name="Bench Coffee").id
-    actor = system_actor(tenant_id, "bench")
+    brand = seed_brand(config["url"], actor_label="bench")
+    database, tenant_id, actor = brand.database, brand.tenant_id, brand.actor
     with database.unit_of_work() as session:
         campaign_id = service.create_campaign(session, actor, CampaignCreate(
             name="百萬序號", kind="amount_off", value_minor=5000, starts_at=utcnow(),
@@ -194,14 +185,7 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool,
                      f"{f['cpu'] / count * 1e6:.1f}",
                      f"omniloop ÷ floor: {p['seconds'] / f['seconds']:.2f}× time, "
                      f"{p['cpu'] / f['cpu']:.2f}× CPU"))
-    if markdown:
-        table = ["| " + " | ".join(header) + " |", "|---:|---|---:|---:|---:|---:|---|"]
-        table += ["| " + " | ".join(row) + " |" for row in rows]
-    else:
-        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-        table = ["  ".join(c.ljust(widths[i]) if i in (1, 6) else c.rjust(widths[i])
-                           for i, c in enumerate(r)) for r in (header, *rows)]
-        table.insert(1, "  ".join("-" * w for w in widths))
+    table = render_table(header, rows, markdown, left=(1, 6))
     product = [r.product["seconds"] for r in rounds]
     floor = [r.floor["seconds"] for r in rounds]
     best = min(product)
@@ -209,12 +193,10 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool,
         f"omniloop coupon codes: {count:,} codes from {args.pattern} for one campaign, fresh "
         f"SQLite database (WAL, synchronous=NORMAL); "
         f"{'both children pinned to the first CPU' if pinned else 'unpinned'}",
-        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, SQLAlchemy {version('sqlalchemy')}",
+        machine_line("SQLAlchemy"),
     ]
     if load is not None:
-        lines.append(f"1-minute load average before / after: {load[0]:.2f} / {load[1]:.2f} "
-                     "(anything else running skews the figures)")
+        lines.append(load_line(load))
     lines += ["", *table, ""]
     if len(rounds) > 1:
         lines.append(f"median of {len(rounds)} rounds: omniloop "

@@ -42,8 +42,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import random
 import secrets
 import sqlite3
@@ -59,13 +57,15 @@ from harness import (
     Children,
     Server,
     child_env,
-    cpu_model,
     drive,
     floor_connection,
+    load_line,
+    machine_line,
     post_requests,
+    render_table,
     run_bench,
     run_child,
-    version,
+    seed_brand,
 )
 
 BATCH = 1000
@@ -104,27 +104,14 @@ def phone_as_typed(n: int, style: int) -> str:
 
 def seed(config: dict[str, Any]) -> dict[str, Any]:
     """Migrate a fresh database; a brand, its stores, a key, the known identities."""
-    from omniloop import models  # noqa: F401  (every table, for the mappers)
-    from omniloop.core.db import Database, set_database
-    from omniloop.core.migrate import upgrade
+    from omniloop.core.db import set_database
     from omniloop.customers.ingest import ingest_events
     from omniloop.customers.ingest_schemas import EventBatchIn
-    from omniloop.tenancy import apikeys, stores, tenants
-    from omniloop.tenancy.access import system_actor
-    from omniloop.tenancy.models import ApiScope
-    from omniloop.tenancy.schemas import ApiKeyCreate, StoreCreate
 
-    database = Database(config["url"])
-    set_database(database)
-    upgrade(database.engine)
-    with database.unit_of_work() as session:
-        tenant_id = tenants.create_tenant(session, slug="bench", name="Bench Coffee").id
-    actor = system_actor(tenant_id)
-    with database.unit_of_work() as session:
-        for code in STORE_CODES:
-            stores.create_store(session, actor, StoreCreate(code=code, name=f"門市 {code}"))
-        _, secret = apikeys.create_api_key(session, actor, ApiKeyCreate(
-            name="bench", scopes=[ApiScope(config.get("scope", "ingest"))]))
+    brand = seed_brand(config["url"], [{"code": code, "name": f"門市 {code}"}
+                                       for code in STORE_CODES],
+                       [config.get("scope", "ingest")])
+    database, tenant_id, actor = brand.database, brand.tenant_id, brand.actor
     at = datetime.now(UTC) - timedelta(days=1)
     devices, phones = config.get("devices", KNOWN_DEVICES), config.get("phones", KNOWN_PHONES)
     identities = ([("device", known_device(n)) for n in range(devices)]
@@ -139,7 +126,7 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
             ingest_events(session, actor, batch.events)
     set_database(None)
     database.dispose()
-    return {"tenant_id": tenant_id, "api_key": secret}
+    return {"tenant_id": tenant_id, "api_key": brand.api_key}
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,27 +344,16 @@ def report(f: Figures, args: argparse.Namespace, pinned: bool,
          f"{f.floor_rows:,} rows in {f.floor_seconds:.2f} s"),
     ]
     header = ("what", "throughput", "server CPU", "notes")
-    if markdown:
-        table = ["| " + " | ".join(header) + " |", "|---|---:|---:|---|"]
-        table += ["| " + " | ".join(row) + " |" for row in rows]
-    else:
-        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-        table = ["  ".join(c.ljust(widths[i]) if i in (0, 3) else c.rjust(widths[i])
-                           for i, c in enumerate(r)) for r in (header, *rows)]
-        table.insert(1, "  ".join("-" * w for w in widths))
+    table = render_table(header, rows, markdown, left=(0, 3))
     lines = [
         f"omniloop event ingestion: {BATCH:,}-event batches over {args.connections} keep-alive "
         f"connections; {'server and load process pinned to a CPU each' if pinned else 'unpinned'}",
-        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, fastapi {version('fastapi')}, "
-        f"pydantic {version('pydantic')}, SQLAlchemy {version('sqlalchemy')}, "
-        f"uvicorn {version('uvicorn')}",
+        machine_line("fastapi", "pydantic", "SQLAlchemy", "uvicorn"),
         f"SQLite settings (omniloop's write connection and the floor): {_pragmas()}; "
         f"indexes on events: {', '.join(f.indexes)}",
     ]
     if load is not None:
-        lines.append(f"1-minute load average before / after: {load[0]:.2f} / {load[1]:.2f} "
-                     "(anything else running skews the figures)")
+        lines.append(load_line(load))
     cpu_ratio = (f"; omniloop server CPU per event ÷ floor's: "
                  f"{f.events_server_cpu / f.events / (f.floor_cpu / f.floor_rows):.1f}×"
                  if f.events_server_cpu is not None and f.floor_cpu else "")

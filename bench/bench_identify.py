@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import secrets
@@ -52,12 +51,13 @@ from harness import (
     Children,
     Server,
     child_env,
-    cpu_model,
     drive,
+    load_line,
+    machine_line,
     post_requests,
+    render_table,
     run_bench,
     run_child,
-    version,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -315,30 +315,19 @@ def report(rows: list[Row], sizes: dict[str, int], args: argparse.Namespace, pin
                            f"p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms; "
                            f"{row.calls:,} calls in {row.seconds:.1f} s; load process CPU "
                            f"{row.client_cpu / row.seconds:.0%}"))
-    if markdown:
-        table = ["| " + " | ".join(header) + " |", "|---|---:|---:|---|"]
-        table += ["| " + " | ".join(r) + " |" for r in table_rows]
-    else:
-        widths = [max(len(r[i]) for r in (header, *table_rows)) for i in range(len(header))]
-        table = ["  ".join(c.ljust(widths[i]) if i in (0, 3) else c.rjust(widths[i])
-                           for i, c in enumerate(r)) for r in (header, *table_rows)]
-        table.insert(1, "  ".join("-" * w for w in widths))
+    table = render_table(header, table_rows, markdown, left=(0, 3))
     omniloop, floor = rows[0], rows[1]
     rate, floor_rate = omniloop.calls / omniloop.seconds, floor.calls / floor.seconds
     lines = [
         f"omniloop identify: one phone per call, half known, half new, over {args.connections} "
         f"keep-alive connections; "
         f"{'servers and load process pinned to a CPU each' if pinned else 'unpinned'}",
-        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, fastapi {version('fastapi')}, "
-        f"pydantic {version('pydantic')}, SQLAlchemy {version('sqlalchemy')}, "
-        f"uvicorn {version('uvicorn')}",
+        machine_line("fastapi", "pydantic", "SQLAlchemy", "uvicorn"),
         f"database before the run: {sizes['customers']:,} profiles, "
         f"{sizes['customer_identities']:,} identities, {sizes['events']:,} events",
     ]
     if load is not None:
-        lines.append(f"1-minute load average before / after: {load[0]:.2f} / {load[1]:.2f} "
-                     "(anything else running skews the figures)")
+        lines.append(load_line(load))
     cpu_ratio = ""
     if omniloop.server_cpu is not None and floor.server_cpu:
         per_call = omniloop.server_cpu / omniloop.calls

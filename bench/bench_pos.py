@@ -53,8 +53,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
-import platform
 import random
 import secrets
 import sqlite3
@@ -68,14 +66,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness import (
+    Check,
     Children,
+    Phase,
     Server,
     child_env,
-    cpu_model,
-    cpu_seconds,
+    copy_database,
+    load_line,
+    machine_line,
+    phase_from,
+    render_table,
     run_bench,
     run_child,
-    version,
+    run_loop,
+    seed_brand,
+    timed_phase,
 )
 
 STORE_CODE = "TPE01"
@@ -103,34 +108,22 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
     """Migrate a fresh database: a brand, a store, a pos key, the two campaigns, the codes."""
     from sqlalchemy import select
 
-    from omniloop import models  # noqa: F401  (every table, for the mappers)
     from omniloop.campaigns import service
     from omniloop.campaigns.codes import generate_codes, parse_pattern
     from omniloop.campaigns.models import Coupon
     from omniloop.campaigns.schemas import CampaignCreate
     from omniloop.core.clock import utcnow
-    from omniloop.core.db import Database, set_database
-    from omniloop.core.migrate import upgrade
-    from omniloop.tenancy import apikeys, stores, tenants
-    from omniloop.tenancy.access import system_actor
-    from omniloop.tenancy.models import ApiScope
-    from omniloop.tenancy.schemas import ApiKeyCreate, StoreCreate
+    from omniloop.core.db import set_database
 
     codes_wanted: int = config["codes"]
-    database = Database(config["url"])
-    set_database(database)
-    upgrade(database.engine)
-    with database.unit_of_work() as session:
-        tenant_id = tenants.create_tenant(session, slug="bench", name="Bench Coffee").id
-    actor = system_actor(tenant_id)
+    brand = seed_brand(config["url"], [{"code": STORE_CODE, "name": "信義門市"}], ["pos"],
+                       key_name="bench pos")
+    database, tenant_id, actor = brand.database, brand.tenant_id, brand.actor
+    store_id = brand.store_ids[0]
     now = utcnow()
     window = {"starts_at": (now - timedelta(hours=1)).isoformat(),
               "ends_at": (now + timedelta(days=30)).isoformat()}
     with database.unit_of_work() as session:
-        store_id = stores.create_store(session, actor, StoreCreate(
-            code=STORE_CODE, name="信義門市")).id
-        _, secret = apikeys.create_api_key(session, actor, ApiKeyCreate(
-            name="bench pos", scopes=[ApiScope.pos]))
         unique = service.create_campaign(session, actor, CampaignCreate.model_validate({
             "name": "秋季滿 300 折 50", "kind": "amount_off", "value_minor": UNIQUE_DISCOUNT,
             "min_spend_minor": MIN_SPEND, "quota": codes_wanted,
@@ -155,41 +148,15 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"generate_codes stored {stored:,} codes, {codes_wanted:,} asked for")
     Path(config["codes_file"]).write_text("\n".join(str(code) for code in codes))
     # The floors' copies, taken before the server changes anything.
-    source_path = config["url"].split("///", 1)[1]
     for target_path in config["floor_copies"]:
-        with contextlib.closing(sqlite3.connect(source_path)) as source, \
-                contextlib.closing(sqlite3.connect(target_path)) as target:
-            source.backup(target)
-    return {"tenant_id": tenant_id, "store_id": store_id, "api_key": secret,
+        copy_database(config["url"], target_path)
+    return {"tenant_id": tenant_id, "store_id": store_id, "api_key": brand.api_key,
             "unique_campaign_id": unique_id, "shared_campaign_id": shared_id}
 
 
 # --------------------------------------------------------------------------------------------
 # Load generator (a child process): a lean HTTP/1.1 client on one asyncio loop
 # --------------------------------------------------------------------------------------------
-
-Check = Callable[[int, bytes], "str | None"]
-
-
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    request: bytes) -> tuple[int, bytes]:
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = None
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding":
-            raise RuntimeError("a chunked response: the load generator does not read those")
-        elif name == b"connection" and value.strip().lower() == b"close":
-            raise RuntimeError("the server closed the keep-alive connection")
-    if length is None:
-        raise RuntimeError("a response without Content-Length")
-    return status, await reader.readexactly(length)
-
 
 def _request(host: str, path: str, api_key: str, body: dict[str, Any],
              extra: str = "") -> bytes:
@@ -259,10 +226,6 @@ def _redeem_requests(config: dict[str, Any], host: str, codes: list[str],
     return next_request
 
 
-def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
-
 def run_load(config: dict[str, Any]) -> dict[str, Any]:
     """Send over `connections` keep-alive connections: `warmup` seconds unmeasured, then
     `seconds`. Without a `rate`, each connection sends its next request as soon as the answer
@@ -284,81 +247,18 @@ def run_load(config: dict[str, Any]) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         opened = [await asyncio.open_connection(host, port)
                   for _ in range(config["connections"])]
-        latencies: list[float] = []
-        failure: list[str] = []
-        marks: dict[str, float] = {}
-        begin = time.perf_counter()
-        measure_from = begin + config["warmup"]
-        deadline = measure_from + config["seconds"]
-        last_end = [measure_from]
-
-        async def mark_start() -> None:
-            await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-            marks["server_cpu"] = cpu_seconds(server_pid) or 0.0
-            marks["client_cpu"] = time.process_time()
-
-        rate: float | None = config.get("rate")
-        interval = len(opened) / rate if rate else 0.0
-
-        async def worker(index: int, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-            clock = time.perf_counter
-            due = begin + index / rate if rate else 0.0
-            while not failure:
-                if rate:
-                    wait = due - clock()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                start = clock()
-                since = due if rate else start
-                due += interval
-                if since >= deadline:
-                    return
-                request, check = next_request()
-                status, body = await _exchange(reader, writer, request)
-                end = clock()
-                problem = check(status, body)
-                if problem:
-                    failure.append(problem)
-                    return
-                if since >= measure_from:
-                    latencies.append(end - since)
-                    last_end[0] = max(last_end[0], end)
-
         try:
-            results = await asyncio.gather(
-                mark_start(), *(worker(i, r, w) for i, (r, w) in enumerate(opened)),
-                return_exceptions=True)
+            outcome = await timed_phase(opened, next_request, warmup=config["warmup"],
+                                        seconds=config["seconds"], rate=config.get("rate"),
+                                        server_pid=server_pid)
         finally:
             for _, writer in opened:
                 writer.close()
-        end_server = cpu_seconds(server_pid)
-        client_cpu = time.process_time() - marks.get("client_cpu", 0.0)
-        for result in results:
-            if isinstance(result, BaseException):
-                failure.append(f"{type(result).__name__}: {result}")
-        if failure:
-            return {"error": failure[0]}
-        wall = last_end[0] - measure_from
-        ordered = sorted(latencies)
-        return {
-            "requests": len(ordered), "seconds": wall,
-            "mean_ms": sum(ordered) / len(ordered) * 1000 if ordered else 0.0,
-            "p50_ms": _percentile(ordered, 0.50) * 1000,
-            "p95_ms": _percentile(ordered, 0.95) * 1000,
-            "p99_ms": _percentile(ordered, 0.99) * 1000,
-            "max_ms": (ordered[-1] if ordered else 0.0) * 1000,
-            "server_cpu": (end_server - marks["server_cpu"]) if end_server is not None
-            and "server_cpu" in marks else None,
-            "client_cpu": client_cpu,
-            "redeemed": sorted(redeemed),
-        }
+        if "error" in outcome:
+            return outcome
+        return {**outcome, "redeemed": sorted(redeemed)}
 
-    try:
-        import uvloop
-        return dict(uvloop.run(main()))
-    except ImportError:
-        return dict(asyncio.run(main()))
+    return run_loop(main)
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,23 +414,6 @@ def verify(db_path: Path, seeded: dict[str, Any], answered: list[str]) -> dict[s
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class Phase:
-    requests: int
-    seconds: float
-    mean_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-    server_cpu: float | None
-    client_cpu: float
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
 class Floor:
     redemptions: int
     seconds: float
@@ -552,10 +435,6 @@ class Figures:
     floor: Floor
     floor_full: Floor
     checked: dict[str, int]
-
-
-def _phase(outcome: dict[str, Any]) -> Phase:
-    return Phase(**{name: outcome[name] for name in Phase.__dataclass_fields__})
 
 
 def run(args: argparse.Namespace, children: Children, tmp: Path) -> Figures:
@@ -616,10 +495,10 @@ def run(args: argparse.Namespace, children: Children, tmp: Path) -> Figures:
         floors.append(Floor(**outcome))
 
     def paced_phase(kind: str) -> Phase | None:
-        return _phase(outcomes[(kind, True)]) if (kind, True) in outcomes else None
+        return phase_from(outcomes[(kind, True)]) if (kind, True) in outcomes else None
 
-    return Figures(validate=_phase(outcomes[("validate", False)]),
-                   redeem=_phase(outcomes[("redeem", False)]),
+    return Figures(validate=phase_from(outcomes[("validate", False)]),
+                   redeem=phase_from(outcomes[("redeem", False)]),
                    validate_paced=paced_phase("validate"), redeem_paced=paced_phase("redeem"),
                    redeemed_total=len(redeemed), floor=floors[0], floor_full=floors[1],
                    checked=checked)
@@ -659,14 +538,7 @@ def report(f: Figures, args: argparse.Namespace, pinned: bool,
         rows.append((f"redeem: {label}", f"{floor.redemptions:,}", f"{floor.rate:,.0f}",
                      f"{floor.seconds / floor.redemptions * 1000:.2f}", "", "", "", "",
                      us(floor.cpu, floor.redemptions), util(floor.cpu, floor.seconds), ""))
-    if markdown:
-        table = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-        table += ["| " + " | ".join(row) + " |" for row in rows]
-    else:
-        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-        table = ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
-                           for i, c in enumerate(r)) for r in (header, *rows)]
-        table.insert(1, "  ".join("-" * w for w in widths))
+    table = render_table(header, rows, markdown)
 
     v, r = f.validate, f.redeem
     checks = [
@@ -686,18 +558,14 @@ def report(f: Figures, args: argparse.Namespace, pinned: bool,
         f"from when each was due); {args.warmup:g} s warm-up + {args.seconds:g} s per phase; "
         f"{args.codes:,} unique codes; "
         f"{'server and load process pinned to a CPU each' if pinned else 'unpinned'}",
-        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}, fastapi {version('fastapi')}, "
-        f"pydantic {version('pydantic')}, SQLAlchemy {version('sqlalchemy')}, "
-        f"uvicorn {version('uvicorn')}, uvloop {version('uvloop')}",
+        machine_line("fastapi", "pydantic", "SQLAlchemy", "uvicorn", "uvloop"),
         f"omniloop's SQLite write connection: {_durability(f.floor.pragmas)}, "
         f"wal_autocheckpoint={f.floor.pragmas['wal_autocheckpoint']}, "
         f"cache_size={f.floor.pragmas['cache_size']}, "
         f"foreign_keys={f.floor.pragmas['foreign_keys']} (the floor uses the same)",
     ]
     if load is not None:
-        lines.append(f"1-minute load average before / after: {load[0]:.2f} / {load[1]:.2f} "
-                     "(anything else running skews the figures)")
+        lines.append(load_line(load))
     c = f.checked
     lines += [
         "", *table, "",

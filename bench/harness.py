@@ -1,5 +1,9 @@
 """What the benchmarks share: child processes (pinned to a CPU each when asked, all ended
-with the run), a uvicorn server on a free loopback port, and reading CPU time and versions.
+with the run), a uvicorn server on a free loopback port, reading CPU time and versions, the
+bench brand seeded through the service functions (`seed_brand`), the lean HTTP/1.1 load
+generator (`drive` for a list of requests, `timed_phase` for a closed-loop or paced phase,
+`Phase`/`phase_from` for its figures) and the pieces of the reports (`machine_line`,
+`load_line`, `render_table`).
 
 Each bench script runs its load generator and floors as child processes of itself
 (`script MODE CONFIG-JSON`), so the server, the load and the floor never share a GIL.
@@ -19,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -166,6 +171,129 @@ def cpu_model() -> str:
     return platform.processor() or "?"
 
 
+def machine_line(*packages: str) -> str:
+    """The report line naming the machine, Python, SQLite and the versions of `packages`
+    (as they are to be printed; looked up in lower case)."""
+    return (f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
+            f"SQLite {sqlite3.sqlite_version}"
+            + "".join(f", {name} {version(name.lower())}" for name in packages))
+
+
+def load_line(load: tuple[float, float]) -> str:
+    """The report line with the 1-minute load average before and after the run."""
+    return (f"1-minute load average before / after: {load[0]:.2f} / {load[1]:.2f} "
+            "(anything else running skews the figures)")
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool,
+                 left: Sequence[int] = (0,)) -> list[str]:
+    """A report table as lines: Markdown, or plain text with aligned columns (the columns
+    in `left` aligned left, the others right)."""
+    if markdown:
+        align = "".join("---|" if i in left else "---:|" for i in range(len(header)))
+        return (["| " + " | ".join(header) + " |", "|" + align]
+                + ["| " + " | ".join(row) + " |" for row in rows])
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    table = ["  ".join(c.ljust(widths[i]) if i in left else c.rjust(widths[i])
+                       for i, c in enumerate(r)) for r in (header, *rows)]
+    table.insert(1, "  ".join("-" * w for w in widths))
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Seeding (in a child process with the server's OMNILOOP_* environment)
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Brand:
+    """What `seed_brand` made; the database stays the current one (`set_database`)."""
+    database: Any  # omniloop.core.db.Database
+    tenant_id: str
+    actor: Any  # omniloop.tenancy.access.Actor
+    store_ids: list[str]
+    api_key: str | None
+
+
+def seed_brand(url: str, stores: Sequence[dict[str, Any]] = (), scopes: Sequence[str] = (),
+               key_name: str = "bench", actor_label: str = "system",
+               reset_schema: bool = False) -> Brand:
+    """Migrate a fresh database and make the bench brand (`bench`, "Bench Coffee") through
+    the service functions: `stores` (StoreCreate bodies) and, with `scopes`, an API key.
+    `reset_schema` drops and recreates the schema `public` first on PostgreSQL."""
+    from omniloop import models  # noqa: F401  (every table, for the mappers)
+    from omniloop.core.db import Database, set_database
+    from omniloop.core.migrate import upgrade
+    from omniloop.tenancy import apikeys, tenants
+    from omniloop.tenancy import stores as store_service
+    from omniloop.tenancy.access import system_actor
+    from omniloop.tenancy.models import ApiScope
+    from omniloop.tenancy.schemas import ApiKeyCreate, StoreCreate
+
+    database = Database(url)
+    set_database(database)
+    if reset_schema and database.engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        with database.engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    upgrade(database.engine)
+    with database.unit_of_work() as session:
+        tenant_id = tenants.create_tenant(session, slug="bench", name="Bench Coffee").id
+    actor = system_actor(tenant_id, actor_label)
+    store_ids: list[str] = []
+    secret = None
+    if stores or scopes:
+        with database.unit_of_work() as session:
+            store_ids = [store_service.create_store(
+                session, actor, StoreCreate.model_validate(body)).id for body in stores]
+            if scopes:
+                _, secret = apikeys.create_api_key(session, actor, ApiKeyCreate(
+                    name=key_name, scopes=[ApiScope(scope) for scope in scopes]))
+    return Brand(database, tenant_id, actor, store_ids, secret)
+
+
+def copy_database(url: str, target: str | Path) -> None:
+    """A copy of the SQLite database at `url` (sqlite:///path), for a floor."""
+    with contextlib.closing(sqlite3.connect(url.split("///", 1)[1])) as source, \
+            contextlib.closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
+
+
+# --------------------------------------------------------------------------------------------
+# Timed phases
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Phase:
+    """A measured phase of a load process (closed loop or paced)."""
+    requests: int
+    seconds: float
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    server_cpu: float | None
+    client_cpu: float
+    exhausted: bool = False  # ran out of prepared requests before the time was up
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+def phase_from(outcome: dict[str, Any]) -> Phase:
+    """The Phase of a load process's answer (its other keys are left out)."""
+    return Phase(**{name: outcome[name] for name in Phase.__dataclass_fields__
+                    if name in outcome})
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The q-quantile (nearest rank) of sorted values; 0.0 for none."""
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
 # --------------------------------------------------------------------------------------------
 # A lean load generator
 # --------------------------------------------------------------------------------------------
@@ -180,6 +308,34 @@ def cpu_model() -> str:
 Check = Callable[[int, bytes], "str | None"]
 
 
+async def read_response(reader: asyncio.StreamReader,
+                        keep_alive: bool = False) -> tuple[int, bytes, bytes]:
+    """Read one answer: its status, its head (status line and headers) and its body. With
+    `keep_alive`, an answer that closes the connection fails."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = None
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            raise RuntimeError("chunked responses are not supported by the load generator")
+        elif keep_alive and name == b"connection" and value.strip().lower() == b"close":
+            raise RuntimeError("the server closed the keep-alive connection")
+    if length is None:
+        raise RuntimeError("a response without Content-Length")
+    return status, head, await reader.readexactly(length)
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   request: bytes, keep_alive: bool = True) -> tuple[int, bytes, bytes]:
+    """Send one request on a keep-alive connection and read its answer (`read_response`)."""
+    writer.write(request)
+    return await read_response(reader, keep_alive)
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
@@ -188,22 +344,105 @@ class _Connection:
         self.writer.write(request)
         if len(request) > 65536:
             await self.writer.drain()
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = None
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                raise RuntimeError("chunked responses are not supported by the load generator")
-        if length is None:
-            raise RuntimeError("a response without Content-Length")
-        return status, await self.reader.readexactly(length)
+        status, _head, body = await read_response(self.reader)
+        return status, body
 
     def close(self) -> None:
         self.writer.close()
+
+
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def timed_phase(opened: Sequence[Streams],
+                      next_request: Callable[[], tuple[bytes, Check] | None], *,
+                      warmup: float, seconds: float, rate: float | None,
+                      server_pid: int) -> dict[str, Any]:
+    """One phase over the `opened` keep-alive connections: `warmup` seconds unmeasured, then
+    `seconds`. Without a `rate`, each connection sends its next request as soon as the answer
+    is in (a closed loop). With one, requests are due at `rate` per second in all, in turn
+    over the connections, and each request's latency counts from when it was due, so a
+    server that falls behind shows it (no coordinated omission). `next_request()` gives the
+    request and its check, or None when there are no more (the phase ends, `exhausted`).
+
+    Returns requests, seconds (start of the measurement to the last answer), mean_ms,
+    p50_ms, p95_ms, p99_ms, max_ms, server_cpu, client_cpu and exhausted; or {"error": ...}.
+    """
+    latencies: list[float] = []
+    failure: list[str] = []
+    marks: dict[str, float] = {}
+    begin = time.perf_counter()
+    measure_from = begin + warmup
+    deadline = measure_from + seconds
+    last_end = [measure_from]
+    exhausted = [False]
+
+    async def mark_start() -> None:
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        marks["server_cpu"] = cpu_seconds(server_pid) or 0.0
+        marks["client_cpu"] = time.process_time()
+
+    interval = len(opened) / rate if rate else 0.0
+
+    async def worker(index: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        clock = time.perf_counter
+        due = begin + index / rate if rate else 0.0
+        while not failure:
+            if rate:
+                wait = due - clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            start = clock()
+            since = due if rate else start
+            due += interval
+            if since >= deadline:
+                return
+            item = next_request()
+            if item is None:
+                exhausted[0] = True
+                return
+            request, check = item
+            status, _head, body = await exchange(reader, writer, request)
+            end = clock()
+            problem = check(status, body)
+            if problem:
+                failure.append(problem)
+                return
+            if since >= measure_from:
+                latencies.append(end - since)
+                last_end[0] = max(last_end[0], end)
+
+    results = await asyncio.gather(
+        mark_start(), *(worker(i, r, w) for i, (r, w) in enumerate(opened)),
+        return_exceptions=True)
+    end_server = cpu_seconds(server_pid)
+    client_cpu = time.process_time() - marks.get("client_cpu", 0.0)
+    for result in results:
+        if isinstance(result, BaseException):
+            failure.append(f"{type(result).__name__}: {result}")
+    if failure:
+        return {"error": failure[0]}
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered), "seconds": last_end[0] - measure_from,
+        "mean_ms": sum(ordered) / len(ordered) * 1000 if ordered else 0.0,
+        "p50_ms": percentile(ordered, 0.50) * 1000,
+        "p95_ms": percentile(ordered, 0.95) * 1000,
+        "p99_ms": percentile(ordered, 0.99) * 1000,
+        "max_ms": (ordered[-1] if ordered else 0.0) * 1000,
+        "server_cpu": (end_server - marks["server_cpu"]) if end_server is not None
+        and "server_cpu" in marks else None,
+        "client_cpu": client_cpu, "exhausted": exhausted[0]}
+
+
+def run_loop(main: Callable[[], Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
+    """Run a load process's `main()` on uvloop when installed, else on asyncio."""
+    try:
+        import uvloop
+        return dict(uvloop.run(main()))
+    except ImportError:
+        return dict(asyncio.run(main()))
 
 
 def post_requests(base_url: str, path: str, headers: dict[str, str],
@@ -276,16 +515,12 @@ def drive(base_url: str, requests: Sequence[bytes], *, warmup: int, connections:
             if failure:
                 return {"error": failure[0]}
             ordered = sorted(latencies)
-
-            def percentile(q: float) -> float:
-                return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] \
-                    if ordered else 0.0
-
             return {"requests": len(ordered), "seconds": wall,
                     "server_cpu": end_cpu - start_cpu
                     if end_cpu is not None and start_cpu is not None else None,
                     "client_cpu": client_cpu,
-                    "p50_ms": percentile(0.5) * 1000, "p99_ms": percentile(0.99) * 1000,
+                    "p50_ms": percentile(ordered, 0.5) * 1000,
+                    "p99_ms": percentile(ordered, 0.99) * 1000,
                     "exhausted": len(ordered) == len(requests) - warmup}
         finally:
             for connection in opened:

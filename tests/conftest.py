@@ -22,7 +22,7 @@ TEST_DATABASE_URL = os.environ.get("OMNILOOP_TEST_DATABASE_URL") or f"sqlite:///
 os.environ["OMNILOOP_DATABASE_URL"] = TEST_DATABASE_URL
 
 from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import Engine, event, text  # noqa: E402
 
 from omniloop.core.db import Database, Session, set_database  # noqa: E402
 from omniloop.core.migrate import upgrade  # noqa: E402
@@ -36,9 +36,42 @@ def _reset_schema(db: Database) -> None:
             connection.execute(text("CREATE SCHEMA public"))
 
 
+_STARTS_WRITING = ("INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT")
+
+
+def _let_the_test_session_write(read_engine: Engine) -> None:
+    """Let the `session` fixture's factories write on SQLite without flaking.
+
+    The fixture's session is a deferred (read) transaction, so holding it open never blocks
+    the app. But SQLite refuses at once to let a read transaction write when anyone (a
+    request, the loops recorder's thread) committed since it began: its snapshot is stale.
+    So at its first write the fixture's transaction starts again as a write transaction. Only
+    the fixture's connections: the app's read units of work refuse every write (query_only).
+    """
+
+    def before_execute(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if conn.info.get("query_only") or conn.info.get("writing"):
+            return
+        if statement.lstrip()[:9].upper().startswith(_STARTS_WRITING):
+            dbapi_connection = conn.connection.dbapi_connection
+            if dbapi_connection.in_transaction:
+                dbapi_connection.execute("COMMIT")  # nothing written yet: only ends the snapshot
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+            conn.info["writing"] = True
+
+    def transaction_ended(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.info.pop("writing", None)
+
+    event.listen(read_engine, "before_cursor_execute", before_execute)
+    event.listen(read_engine, "commit", transaction_ended)
+    event.listen(read_engine, "rollback", transaction_ended)
+
+
 @pytest.fixture(scope="session")
 def database() -> Iterator[Database]:
     db = Database(TEST_DATABASE_URL)
+    if db.read_engine is not db.engine:
+        _let_the_test_session_write(db.read_engine)
     _reset_schema(db)
     upgrade(db.engine)
     set_database(db)

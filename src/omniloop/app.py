@@ -21,6 +21,7 @@ from omniloop.core.db import get_database
 from omniloop.core.errors_http import install_error_handlers
 from omniloop.core.middleware import LocaleMiddleware
 from omniloop.core.settings import get_settings
+from omniloop.loops import consumer_pages as loops_pages
 from omniloop.web import STATIC_DIR
 from omniloop.web.router import web_router
 
@@ -69,6 +70,7 @@ def create_app() -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/api/v1/docs-assets", StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets")
+    app.include_router(loops_pages.redirect_router)  # first: /t/ and /r/ (see its comment)
     app.include_router(api_router)
     app.include_router(web_router)
 

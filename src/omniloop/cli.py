@@ -40,12 +40,16 @@ store_app = typer.Typer(no_args_is_help=True)
 staff_app = typer.Typer(no_args_is_help=True)
 apikey_app = typer.Typer(no_args_is_help=True)
 import_app = typer.Typer(no_args_is_help=True)
+loyalty_app = typer.Typer(no_args_is_help=True)
+analytics_app = typer.Typer(no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(store_app, name="store")
 app.add_typer(staff_app, name="staff")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(import_app, name="import")
+app.add_typer(loyalty_app, name="loyalty")
+app.add_typer(analytics_app, name="analytics")
 
 
 @app.callback()
@@ -86,6 +90,11 @@ def apikey_group() -> None:
 @import_app.callback()
 def import_group() -> None:
     """Import customers or orders from CSV files exported by a POS, a shop or Excel."""
+
+
+@loyalty_app.callback()
+def loyalty_group() -> None:
+    """Loyalty points and tiers."""
 
 
 # --- errors and units of work -------------------------------------------------------------
@@ -200,10 +209,33 @@ def db_upgrade() -> None:
 
 
 @app.command()
-def serve(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+def serve(host: HostOption = "127.0.0.1", port: PortOption = 8000,
+          with_worker: Annotated[bool, typer.Option(
+              "--with-worker", help="Also run the message worker (a child process), for "
+                                    "the embedded install.")] = False) -> None:
     """Bring the schema up to date, then serve the admin, pages and API."""
+    database = _migrate()
+    if not with_worker:
+        _serve(host, port)
+        return
+    from omniloop.messaging.worker_process import worker_alongside
+
+    with worker_alongside(database.url):
+        _serve(host, port)
+
+
+@app.command()
+def worker(threads: Annotated[int, typer.Option(
+        min=1, max=16, help="Huey worker threads.")] = 2) -> None:
+    """Send messages: LINE, e-mail, SMS and webhooks from the outbox (Ctrl+C stops)."""
+    import logging
+
+    from omniloop.messaging.worker import run_consumer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _migrate()
-    _serve(host, port)
+    typer.echo("Message worker running (Ctrl+C stops)")
+    run_consumer(workers=threads)
 
 
 @app.command()
@@ -474,6 +506,53 @@ def import_orders_command(file: FileArgument, tenant: TenantOption,
     """Import orders: one row per order line, grouped by order number. Importing the same
     file again changes nothing."""
     _run_import("orders", file, tenant, skip_bad_rows, report)
+
+
+@loyalty_app.command("daily")
+def loyalty_daily(tenant: Annotated[str | None, typer.Option(
+        "--tenant", metavar="SLUG", help="Only this brand (default: every brand).")] = None,
+                  ) -> None:
+    """The daily loyalty job: expire due points, re-evaluate tiers on rolling 12-month
+    spend, give birthday coupons. Safe to run again; schedule it once a day."""
+    from omniloop.loyalty.jobs import run_daily
+
+    with _unit_of_work() as session:
+        chosen = ([tenants.get_tenant_by_slug(session, tenant)] if tenant
+                  else tenants.list_tenants(session))
+        for brand in chosen:
+            run = run_daily(session, system_actor(brand.id, "loyalty daily job"))
+            typer.echo(f"{brand.slug}: expired {run.expired_lots} lots; tiers: "
+                       f"{run.tiers.upgraded} up, {run.tiers.downgraded} down of "
+                       f"{run.tiers.evaluated}; birthday coupons: {run.birthdays.issued}"
+                       + (f" ({len(run.birthdays.refused)} refused by their campaign)"
+                          if run.birthdays.refused else ""))
+
+
+@analytics_app.callback()
+def analytics_group() -> None:
+    """Customer analytics: lifetime value models."""
+
+
+@analytics_app.command("clv")
+def analytics_clv(
+        transactions: Annotated[Path, typer.Option(
+            "--transactions", metavar="FILE.csv",
+            help="CSV with a header naming customer_id, date (YYYY-MM-DD) and amount.")],
+        calibration_end: Annotated[str, typer.Option(
+            "--calibration-end", metavar="YYYY-MM-DD",
+            help="Last day of the calibration period (included); later rows are left out.")],
+        ) -> None:
+    """Fit BG/NBD and Gamma-Gamma to a CSV of transactions and print the parameters as JSON
+    (time in weeks; purchases counted per customer and day)."""
+    from omniloop.analytics.cli import clv_json
+
+    try:
+        text = transactions.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail("file_not_readable", f"cannot read {transactions}: "
+                                   f"{getattr(exc, 'strerror', None) or exc}")
+    with _errors():
+        typer.echo(clv_json(text, calibration_end))
 
 
 if __name__ == "__main__":

@@ -403,7 +403,7 @@ def test_nav_puts_campaigns_between_customers_and_imports(
     nav = client.get("/admin").text.split('<nav class="nav"', 1)[1].split("</nav>", 1)[0]
     paths = re.findall(r'href="(/admin[^"]*)"', nav)
     assert paths.index("/admin/customers") + 1 == paths.index("/admin/campaigns")
-    assert paths.index("/admin/campaigns") + 1 == paths.index("/admin/imports")
+    assert paths.index("/admin/campaigns") < paths.index("/admin/imports")
 
 
 def test_pages_in_english(client: TestClient, session: Session, tenant: Tenant,

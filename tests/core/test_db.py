@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from omniloop.core.db import Database
+from omniloop.core.db import Database, unsaved
 from omniloop.core.migrate import downgrade, upgrade
 from omniloop.models import Base
 
@@ -54,3 +54,29 @@ def test_foreign_keys_are_enforced(database: Database) -> None:
     with pytest.raises(Exception, match="(?i)foreign key"), database.unit_of_work() as session:
         session.execute(text(
             "INSERT INTO staff_stores (tenant_id, staff_id, store_id) VALUES ('t', 's', 'x')"))
+
+
+def test_a_read_unit_of_work_refuses_writes_on_sqlite(tmp_path: Path) -> None:
+    # A GET that wrote would work in a quiet test and fail under load (a stale snapshot
+    # cannot write); refused, it fails every time.
+    db = Database(f"sqlite:///{tmp_path}/reads.db")
+    with db.unit_of_work() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+    with pytest.raises(Exception, match="readonly"), db.unit_of_work(write=False) as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+    # The refusal ends with the unit of work: the pooled connection writes again elsewhere.
+    with db.read_engine.begin() as connection:
+        connection.execute(text("INSERT INTO t VALUES (2)"))
+    with db.unit_of_work(write=False) as session:
+        assert session.execute(text("SELECT x FROM t")).scalars().all() == [2]
+    db.dispose()
+
+
+def test_unsaved_holds_the_column_defaults() -> None:
+    from omniloop.loyalty.models import DEFAULT_TIERS, LoyaltyProgram
+
+    program = unsaved(LoyaltyProgram, tenant_id="t1", earn_points=3)
+    assert (program.tenant_id, program.earn_points, program.earn_unit_minor) == ("t1", 3, 10000)
+    assert program.tiers == list(DEFAULT_TIERS)
+    assert program.tiers is not DEFAULT_TIERS
+    assert program.updated_at is not None

@@ -72,9 +72,10 @@ def test_demo_brand_is_a_complete_taipei_cafe_chain(session: Session) -> None:
     result = _load(session)
 
     assert result.slug == "beanhouse"
-    # The members with a history, and the people who joined through the welcome coupon.
+    # The members with a history, the people who joined through the welcome coupon, and the
+    # friends members referred (demo/loops.py).
     assert result.counts == {"stores": 8, "staff": 11, "products": 31,
-                             "customers": 40 + new_members(40),
+                             "customers": 40 + new_members(40) + result.created["referrals"],
                              "orders": result.counts["orders"]}
     tenant = session.scalars(select(Tenant)).one()
     assert (tenant.currency, tenant.timezone, tenant.locale) == ("TWD", "Asia/Taipei", "zh_TW")
@@ -139,13 +140,22 @@ def test_demo_catalogue_has_categories_and_taiwan_prices(session: Session) -> No
 def test_loading_twice_changes_nothing(session: Session) -> None:
     first = _load(session)
     before = _snapshot(session)
-    campaigns = {kind: first.created[kind] for kind in (
-        "campaigns", "claims", "redemptions", "voided", "codes", "audience")}
+    campaigns: dict[str, int] = {kind: first.created[kind] for kind in (
+        "campaigns", "claims", "redemptions", "voided", "codes", "audience",
+        "touchpoints", "feedback", "referrals")}
+    loyalty: dict[str, int] = {kind: first.created[kind] for kind in (
+        "expired lots", "birthday coupons", "points redemptions", "no-shows", "blacklisted",
+        "points adjustments") if kind in first.created}
     assert first.created == {"brand": 1, "stores": 8, "staff": 11, "products": 31,
-                             "customers": 40 + new_members(40),
+                             "customers": 40 + new_members(40) + first.created["referrals"],
                              "orders": first.counts["orders"],
-                             "events": first.created["events"], "merges": 1, **campaigns}
-    assert campaigns["campaigns"] == 8
+                             "events": first.created["events"], "merges": 1, **campaigns,
+                             **loyalty}
+    # The eight demo campaigns and the birthday campaign (the loop's referral welcome offer
+    # is counted with the loop's rows).
+    assert campaigns["campaigns"] == 8 + 1
+    assert (loyalty["no-shows"], loyalty["blacklisted"], loyalty["points adjustments"]) == (
+        17, 1, 3)
     assert first.counts["orders"] > 40
 
     second = _load(session)

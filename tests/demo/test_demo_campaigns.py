@@ -28,6 +28,8 @@ from omniloop.core.db import Database, Session
 from omniloop.customers.models import CustomerIdentity, IdentityKind
 from omniloop.demo import campaigns as demo_campaigns
 from omniloop.demo import data, load_demo
+from omniloop.demo import loops as demo_loops
+from omniloop.demo import loyalty as demo_loyalty
 from omniloop.demo.history import HISTORY_END
 from omniloop.models import Base
 from omniloop.orders.models import Order
@@ -65,7 +67,8 @@ def test_demo_campaigns(session: Session) -> None:
 
 def _check_states(session: Session) -> None:
     campaigns = _by_name(session)
-    assert set(campaigns) == set(demo_campaigns.NAMES)
+    # The campaigns' eight, the loyalty birthday coupon and the loop's referral welcome offer.
+    assert set(campaigns) == {*demo_campaigns.NAMES, demo_loyalty.BIRTHDAY, demo_loops.WELCOME}
     now = utcnow()
     status = {name: current_status(c, now) for name, c in campaigns.items()}
     assert status[demo_campaigns.SPRING] == CampaignStatus.ended

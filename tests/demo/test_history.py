@@ -12,6 +12,7 @@ from omniloop.customers.models import Customer, CustomerIdentity, CustomerMerge,
 from omniloop.demo import load_demo
 from omniloop.demo.campaigns import new_members
 from omniloop.demo.history import HISTORY_END
+from omniloop.loops.models import Referral
 from omniloop.orders.models import Order, OrderChannel
 
 CUSTOMERS = 120
@@ -23,7 +24,9 @@ def test_history_shapes(session: Session) -> None:
     load_demo(session, customers=CUSTOMERS)
     session.commit()
     live = session.scalars(select(Customer).where(Customer.merged_into_id.is_(None))).all()
-    assert len(live) == CUSTOMERS + new_members(CUSTOMERS)  # + joined for the welcome coupon
+    friends = session.scalar(select(func.count()).select_from(Referral))  # demo/loops.py
+    # + joined for the welcome coupon, + friends referred in the in-store loop
+    assert len(live) == CUSTOMERS + new_members(CUSTOMERS) + (friends or 0)
     kinds_by_customer: dict[str, set[str]] = {}
     for identity in session.scalars(select(CustomerIdentity)):
         kinds_by_customer.setdefault(identity.customer_id, set()).add(identity.kind.value)

@@ -18,11 +18,11 @@ from tests.tenancy.factories import bearer, fresh, make_api_key, make_tenant
 
 @pytest.fixture
 def member(session: Session) -> tuple[Tenant, str]:
-    from omniloop.loyalty.program import get_program
+    from omniloop.loyalty.program import stored_program
 
     tenant = make_tenant(session)
     fresh(session)
-    get_program(session, tenant.id).earn_unit_minor = 100
+    stored_program(session, tenant.id).earn_unit_minor = 100
     session.commit()
     placed = order(session, tenant, "M-1", 50000)  # 500 points
     assert placed.customer_id is not None

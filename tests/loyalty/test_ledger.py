@@ -29,7 +29,7 @@ from omniloop.loyalty.ledger import (
     redeem_points,
 )
 from omniloop.loyalty.models import EntryKind, PointsEntry
-from omniloop.loyalty.program import get_program, points_for
+from omniloop.loyalty.program import get_program, points_for, stored_program
 from omniloop.orders.models import Order
 from omniloop.orders.refunds import refund
 from omniloop.orders.schemas import OrderIn, RefundIn
@@ -48,7 +48,7 @@ def tenant(session: Session) -> Tenant:
     """A brand earning 1 point per NT$1, so the arithmetic reads plainly."""
     tenant = make_tenant(session)
     fresh(session)
-    program = get_program(session, tenant.id)
+    program = stored_program(session, tenant.id)
     program.earn_unit_minor = 100
     session.commit()
     return tenant

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from omniloop.core.db import Session, get_database
 from omniloop.core.errors import AuthRequired
 from omniloop.tenancy.access import Actor
-from omniloop.tenancy.apikeys import authenticate_api_key
+from omniloop.tenancy.apikeys import authenticate_api_key, cached_actor
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -66,7 +66,9 @@ async def get_api_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
-    """The key's actor, checked in a short read transaction of its own.
+    """The key's actor: from memory for a key this process checked a moment ago
+    (`apikeys.cached_actor`, no thread, no database), else checked in a short read
+    transaction of its own.
 
     Authentication happens before the request's unit of work begins, so a write request's
     lock is not held while the key is looked up, and the key's use is recorded even when the
@@ -75,7 +77,11 @@ async def get_api_actor(
     """
     if credentials is None or not credentials.credentials:
         raise AuthRequired()
-    return await run_in_threadpool(_authenticate, credentials.credentials, client_ip(request))
+    ip = client_ip(request)
+    actor = cached_actor(credentials.credentials, ip)
+    if actor is not None:
+        return actor
+    return await run_in_threadpool(_authenticate, credentials.credentials, ip)
 
 
 ApiActor = Annotated[Actor, Depends(get_api_actor)]

@@ -10,7 +10,9 @@ from omniloop.catalog.routes import router as catalog_router
 from omniloop.customers import event_routes
 from omniloop.customers.privacy_routes import router as privacy_router
 from omniloop.customers.routes import router as customers_router
+from omniloop.loops.routes import router as loops_router
 from omniloop.loyalty.routes import router as loyalty_router
+from omniloop.messaging.routes import router as messaging_router
 from omniloop.orders.routes import router as orders_router
 from omniloop.tenancy.routes import router as tenancy_router
 
@@ -25,3 +27,5 @@ api_router.include_router(campaigns_routes.router)
 api_router.include_router(code_routes.router)
 api_router.include_router(pos_routes.router)
 api_router.include_router(loyalty_router)
+api_router.include_router(loops_router)
+api_router.include_router(messaging_router)

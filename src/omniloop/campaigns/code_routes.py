@@ -5,7 +5,6 @@ Thin: parse, call `campaigns.batches` / `campaigns.code_files`, shape the answer
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response, status
@@ -16,10 +15,9 @@ from starlette.datastructures import UploadFile
 from omniloop.api.deps import ApiActor, SessionDep
 from omniloop.campaigns import batches, code_files
 from omniloop.campaigns.models import BatchStatus, CodeBatch
-from omniloop.core.clock import as_utc
 from omniloop.core.db import get_database
 from omniloop.core.errors import N_, BadRequest
-from omniloop.core.schemas import RequestModel, ResponseModel
+from omniloop.core.schemas import RequestModel, ResponseModel, UtcDatetime
 from omniloop.tenancy.tenants import get_tenant
 
 router = APIRouter(tags=["campaigns"])
@@ -49,8 +47,8 @@ class CodeBatchOut(ResponseModel):
                                           "`interrupted` or `unexpected`.")
     error_message: str | None
     created_by: str
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
 
     @classmethod
     def of(cls, batch: CodeBatch) -> CodeBatchOut:
@@ -60,8 +58,7 @@ class CodeBatchOut(ResponseModel):
                    percent=batches.percent(batch), stalled=batches.is_stalled(batch),
                    error=batches.failure_key(batch),
                    error_message=batches.failure_message(batch), created_by=batch.created_by,
-                   created_at=as_utc(batch.created_at),
-                   finished_at=as_utc(batch.finished_at) if batch.finished_at else None)
+                   created_at=batch.created_at, finished_at=batch.finished_at)
 
 
 @router.post("/campaigns/{campaign_id}/code-batches", summary="Generate unique codes",

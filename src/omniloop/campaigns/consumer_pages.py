@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -51,7 +52,7 @@ from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from sqlalchemy import select
 
-from omniloop.api.deps import SessionDep
+from omniloop.api.deps import SessionDep, client_ip
 from omniloop.campaigns import claims
 from omniloop.campaigns.errors import (
     CampaignEnded,
@@ -97,6 +98,7 @@ from omniloop.customers.identities import normalize_phone
 from omniloop.customers.models import CustomerIdentity, IdentityKind
 from omniloop.customers.profiles import get_customer, profile_ids, survivor_ids
 from omniloop.customers.schemas import IdentityIn
+from omniloop.messaging import otp
 from omniloop.tenancy.access import Actor, system_actor
 from omniloop.tenancy.errors import TenantNotFound
 from omniloop.tenancy.models import Store, Tenant
@@ -381,7 +383,7 @@ def _claim_page(request: Request, session: Session, tenant: Tenant, campaign: Ca
                 channel: str, params: dict[str, str], phone: str = "",
                 errors: dict[str, str] | None = None, notice: str | None = None,
                 closed: tuple[str, str] | None = None, wallet_url: str | None = None,
-                status_code: int = 200) -> Response:
+                verification_id: str | None = None, status_code: int = 200) -> Response:
     now = utcnow()
     if closed is None:
         closed = closed_reason(campaign, tenant, channel, now)
@@ -398,6 +400,7 @@ def _claim_page(request: Request, session: Session, tenant: Tenant, campaign: Ca
         "action": _claim_path(tenant, campaign), "channel": channel, "params": params,
         "form_token": form_token(tenant.id, campaign.id), "phone": phone,
         "errors": errors or {}, "notice": notice, "wallet_url": wallet_url,
+        "verification_id": verification_id,
     }, status_code=status_code)
 
 
@@ -507,7 +510,7 @@ def claim(tenant_slug: str, campaign_id: str, request: Request, session: Session
           phone: FormText = "", form_token: FormText = "", channel: FormText = "web",
           utm_source: FormText = "", utm_medium: FormText = "", utm_campaign: FormText = "",
           utm_content: FormText = "", utm_term: FormText = "", tp: FormText = "",
-          ref: FormText = "") -> Response:
+          ref: FormText = "", verification_id: FormText = "", code: FormText = "") -> Response:
     tenant = _tenant(session, tenant_slug)
     campaign = _campaign(session, tenant, campaign_id) if tenant else None
     if tenant is None or campaign is None:
@@ -537,9 +540,16 @@ def claim(tenant_slug: str, campaign_id: str, request: Request, session: Session
     if e164 is None:
         return again(422, errors={"phone": gettext(
             "This is not a mobile number we can use. Check it, e.g. 0912 345 678.")})
+    # Phone verification (messaging.otp), when the brand asks for it: a code by SMS first.
+    gate = otp.gate(session, tenant, e164, client_ip(request), verification_id, code)
+    if not gate.passed:
+        return again(gate.status, verification_id=gate.verification_id,
+                     errors={"code": gettext(gate.error)} if gate.error else None)
     identities = [IdentityIn(kind=IdentityKind.phone, value=e164)]
     holder = phone_holder(session, tenant.id, e164)
-    trusted = device_trusted(session, tenant.id, holder, _device_id(request))
+    # A verified code proves the phone as well as a browser tied to it does.
+    trusted = (gate.verification_id is not None
+               or device_trusted(session, tenant.id, holder, _device_id(request)))
     device = device_identity(session, tenant.id, _device_id(request), e164) if trusted else None
     if device is not None:
         identities.append(device)
@@ -678,6 +688,17 @@ def wallet_items(session: Session, tenant: Tenant, customer_id: str, *,
     return items
 
 
+# What other modules add to the full wallet (loyalty: the member card), by name. A loader gets
+# the brand, the person and the wallet token, and returns its template context or None.
+# Only the full wallet shows them: a single-coupon link proves nothing about who holds it.
+WalletExtra = Callable[[Session, Tenant, str, str], Any]
+_wallet_extras: dict[str, WalletExtra] = {}
+
+
+def register_wallet_extra(name: str, loader: WalletExtra) -> None:
+    _wallet_extras[name] = loader
+
+
 @router.get("/c/{tenant_slug}/wallet/{token}")
 def wallet(tenant_slug: str, token: str, request: Request, session: SessionDep) -> Response:
     tenant = _tenant(session, tenant_slug)
@@ -693,8 +714,12 @@ def wallet(tenant_slug: str, token: str, request: Request, session: SessionDep) 
     highlight = {mark: request.query_params[mark] for mark in ("added", "held")
                  if mark in request.query_params}
     items = wallet_items(session, tenant, customer.id, highlight=highlight)
+    extras: dict[str, Any] = {}
     if access.only_coupon_id is not None:
         items = [item for item in items if item.id == access.only_coupon_id]
+    else:
+        extras = {name: loader(session, tenant, customer.id, token)
+                  for name, loader in _wallet_extras.items()}
     return _page(request, "consumer/wallet.html", {
-        "brand": tenant.name, "items": items,
+        "brand": tenant.name, "items": items, "extras": extras,
         "usable": sum(1 for i in items if i.state == "usable")})

@@ -46,7 +46,16 @@ from omniloop.core.settings import get_settings
 from omniloop.tenancy.access import Permission
 from omniloop.tenancy.stores import list_stores
 from omniloop.web.auth import Admin, AdminContext, CsrfChecked
-from omniloop.web.forms import field_errors, flash_message, redirect_done, refused, register_flash
+from omniloop.web.forms import (
+    MONEY_ERROR,
+    WHOLE_ERROR,
+    FieldErrors,
+    field_errors,
+    flash_message,
+    redirect_done,
+    refused,
+    register_flash,
+)
 from omniloop.web.nav import NavItem, register
 from omniloop.web.templating import render
 
@@ -101,9 +110,7 @@ FORM_FIELDS: dict[str, str] = {
     "voucher_price_minor": "voucher_price", "min_spend_minor": "min_spend",
     "budget_minor": "budget", "holdout_share_bp": "holdout_percent",
 }
-MONEY_ERROR = N_("Enter an amount like 100 or 99.50.")
 WHEN_ERROR = N_("Enter a date and time.")
-WHOLE_ERROR = N_("Enter a whole number from {low} to {high}.")
 # Messages for the schema's own validation errors, by schema field.
 FIELD_ERRORS: dict[str, str] = {
     "name": N_("Enter a name of up to 120 characters."),
@@ -197,16 +204,13 @@ def _split(text: str) -> list[str]:
             if item.strip()]
 
 
-class _Reader:
+class _Reader(FieldErrors):
     """Turns the form's strings into schema values, collecting one message per bad field."""
 
     def __init__(self, timezone: str, currency: str) -> None:
+        super().__init__()
         self.timezone = timezone
         self.currency = currency
-        self.errors: dict[str, str] = {}
-
-    def fail(self, field: str, message: str, **params: Any) -> None:
-        self.errors.setdefault(field, gettext(message).format(**params))
 
     def money(self, field: str, text: str) -> int | None:
         """'100', '1,200', 'NT$99.50' → minor units; empty → None."""

@@ -44,9 +44,10 @@ from omniloop.core.money import to_major, to_minor
 from omniloop.core.ratelimit import RateLimited
 from omniloop.core.security import random_token
 from omniloop.core.settings import get_settings
-from omniloop.core.tokens import looks_like_token
+from omniloop.core.tokens import TokenExpired, TokenKind, looks_like_token, verify_token
 from omniloop.customers.identities import mask_phone
 from omniloop.customers.models import Customer, IdentityKind
+from omniloop.customers.pages import CustomerFlag, flags_of
 from omniloop.customers.profiles import identities_of
 from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.errors import StoreNotFound
@@ -112,7 +113,7 @@ def _usable(store: Store | None) -> Store | None:
     return store if store is not None and store.active else None
 
 
-def _counter(request: Request, admin: AdminContext, session: Session) -> Counter | None:
+def counter_for(request: Request, admin: AdminContext, session: Session) -> Counter | None:
     """The store this counter serves: the only one the staff member works in, else the one
     picked on this device (if they may still use it). None: a store must be picked."""
     actor = admin.actor
@@ -135,7 +136,7 @@ def _store_or_none(session: Session, actor: Actor, store_id: str) -> Store | Non
         return None
 
 
-def _pick_store() -> RedirectResponse:
+def pick_store() -> RedirectResponse:
     return RedirectResponse("/pos/store", status_code=303)
 
 
@@ -172,6 +173,22 @@ def parse_minor(text: str) -> int:
     return int(text)
 
 
+MEMBER_SCAN_PATH = "/pos/member/scan"
+
+
+def is_member_card(code: str, tenant_id: str) -> bool:
+    """A genuine member QR of this brand, old or not (the member panel says "expired")."""
+    if not looks_like_token(code):
+        return False
+    try:
+        verify_token(code, tenant_id=tenant_id, kind=TokenKind.MEMBER)
+    except TokenExpired:
+        return True
+    except OmniloopError:
+        return False
+    return True
+
+
 def _check_body(code: str, store: Store, total_minor: int) -> PosCheckIn:
     presented = code.strip()
     if not presented:
@@ -188,6 +205,7 @@ def _check_body(code: str, store: Store, total_minor: int) -> PosCheckIn:
 class CustomerView:
     name: str | None
     phone: str | None
+    flags: list[CustomerFlag]  # risk badges (loyalty: blacklisted, high risk, watch)
 
 
 def customer_view(session: Session, actor: Actor, customer_id: str | None) -> CustomerView | None:
@@ -199,7 +217,8 @@ def customer_view(session: Session, actor: Actor, customer_id: str | None) -> Cu
         return None
     phones = [i.value for i in identities_of(session, actor.tenant_id, customer.id)
               if i.kind == IdentityKind.phone]
-    return CustomerView(name=customer.name, phone=mask_phone(phones[0]) if phones else None)
+    return CustomerView(name=customer.name, phone=mask_phone(phones[0]) if phones else None,
+                        flags=flags_of(session, actor, [customer.id]).get(customer.id, []))
 
 
 def shown_code(presented: str, code: str | None) -> str:
@@ -307,9 +326,9 @@ def scan(request: Request, admin: Admin, session: SessionDep, total: str = "",
          done: str | None = None) -> Response:
     """The scan screen. `total` refills the basket total after Cancel on the confirm screen:
     the customer is still at the counter with the same basket."""
-    counter = _counter(request, admin, session)
+    counter = counter_for(request, admin, session)
     if counter is None:
-        return _pick_store()
+        return pick_store()
     return _scan_page(counter, session, total=total[:32], flash=flash_message(done))
 
 
@@ -339,11 +358,16 @@ def choose_store(admin: Admin, session: SessionDep, store_id: Form64 = "") -> Re
 @router.post("/check", dependencies=[CsrfChecked])
 def check(request: Request, admin: Admin, session: SessionDep, code: FormCode = "",
           total: Form64 = "") -> Response:
-    """The confirm screen, or the scan screen with the precise reason it cannot be used."""
-    counter = _counter(request, admin, session)
+    """The confirm screen, or the scan screen with the precise reason it cannot be used.
+
+    A member card scanned into this box goes on to the member panel (a 307 keeps the POST
+    and its fields): the cashier need not know which box takes which QR code."""
+    counter = counter_for(request, admin, session)
     if counter is None:
-        return _pick_store()
+        return pick_store()
     tenant = admin.tenant
+    if is_member_card(code, tenant.id):
+        return RedirectResponse(MEMBER_SCAN_PATH, status_code=307)
     try:
         total_minor = parse_total(total, tenant.currency)
     except BadInput as bad:
@@ -383,9 +407,9 @@ def redeem_page(request: Request, admin: Admin, session: SessionDep, code: FormC
                 total_minor: Form64 = "", key: Form64 = "") -> Response:
     """Redeem once, then show the success screen through a redirect, so that a reload
     only reads it; a second submit of the same confirm form replays the first result."""
-    counter = _counter(request, admin, session)
+    counter = counter_for(request, admin, session)
     if counter is None:
-        return _pick_store()
+        return pick_store()
     total = ""
     try:
         minor = parse_minor(total_minor)
@@ -407,9 +431,9 @@ def receipt(redemption_id: str, request: Request, admin: Admin, session: Session
             done: str | None = None) -> Response:
     """The success screen (or, once voided, the voided one): only reads, so reloading it
     or coming back to it later never redeems anything."""
-    counter = _counter(request, admin, session)
+    counter = counter_for(request, admin, session)
     if counter is None:
-        return _pick_store()
+        return pick_store()
     redemption = _load_redemption(session, admin.actor, redemption_id)
     return _receipt(counter, session, redemption, flash=flash_message(done))
 
@@ -420,9 +444,9 @@ def void(redemption_id: str, request: Request, admin: Admin, session: SessionDep
          back: Form64 = "") -> Response:
     """Void within the window, then back to where the cashier was: the success screen or
     the scan screen's list of today's redemptions."""
-    counter = _counter(request, admin, session)
+    counter = counter_for(request, admin, session)
     if counter is None:
-        return _pick_store()
+        return pick_store()
     redemption = _load_redemption(session, admin.actor, redemption_id)
     if not reason.strip():
         return _receipt(counter, session, redemption, error=gettext(REASON_MISSING),

@@ -32,7 +32,6 @@ from omniloop.campaigns.schemas import (
     ValidationOut,
     VoidIn,
 )
-from omniloop.core.clock import as_utc
 from omniloop.core.db import Session, get_database
 from omniloop.core.errors import OmniloopError
 from omniloop.core.schemas import ResponseModel
@@ -86,7 +85,7 @@ def _validation(session: Session, actor: Actor, body: PosCheckIn,
                                stacking=campaign.stacking),
         coupon_id=target.coupon.id if target.coupon else None, code=target.code,
         customer_id=evaluation.customer_id,
-        valid_until=as_utc(evaluation.valid_until) if evaluation.valid_until else None,
+        valid_until=evaluation.valid_until,
         reason=None)
 
 

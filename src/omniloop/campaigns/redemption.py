@@ -42,6 +42,7 @@ from omniloop.campaigns.errors import (
     VoidWindowPassed,
 )
 from omniloop.campaigns.limits import release_participant_slot, take_participant_slot
+from omniloop.campaigns.listeners import coupon_redeemed
 from omniloop.campaigns.models import (
     Campaign,
     CampaignParticipant,
@@ -320,6 +321,7 @@ def redeem(session: Session, actor: Actor, data: RedeemIn, idempotency_key: str 
         if existing is None:
             raise
         return RedeemResult(_replay(existing, digest), replayed=True)
+    coupon_redeemed(session, actor, redemption)  # same transaction (loops: referrals)
     return RedeemResult(redemption, replayed=False)
 
 

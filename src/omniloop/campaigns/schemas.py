@@ -23,8 +23,7 @@ from omniloop.campaigns.models import (
     RedemptionStatus,
     Stacking,
 )
-from omniloop.core.clock import as_utc
-from omniloop.core.schemas import PatchModel, RequestModel, ResponseModel
+from omniloop.core.schemas import PatchModel, RequestModel, ResponseModel, UtcDatetime
 from omniloop.customers.schemas import IdentityIn
 from omniloop.orders.schemas import OrderLineIn
 
@@ -154,8 +153,8 @@ class CampaignOut(ResponseModel):
     kind: CampaignKind
     status: CampaignStatus = Field(description="As of now: a launched campaign reads "
                                                "`scheduled` before its start, `ended` after.")
-    starts_at: datetime
-    ends_at: datetime | None
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime | None
     value_minor: int | None
     percent_off: int | None
     max_discount_minor: int | None
@@ -163,8 +162,8 @@ class CampaignOut(ResponseModel):
     gift_name: str | None
     voucher_price_minor: int | None
     coupon_valid_days: int | None
-    coupon_valid_from: datetime | None
-    coupon_valid_until: datetime | None
+    coupon_valid_from: UtcDatetime | None
+    coupon_valid_until: UtcDatetime | None
     min_spend_minor: int
     store_ids: list[str]
     skus: list[str]
@@ -186,17 +185,13 @@ class CampaignOut(ResponseModel):
     redeemed_count: int
     discount_minor: int
     currency: str
-    created_at: datetime
-    launched_at: datetime | None
+    created_at: UtcDatetime
+    launched_at: UtcDatetime | None
 
     @classmethod
     def of(cls, campaign: Campaign, status: CampaignStatus, currency: str) -> CampaignOut:
         values: dict[str, Any] = {name: getattr(campaign, name) for name in cls.model_fields
                                   if name not in ("status", "currency")}
-        for name in ("starts_at", "ends_at", "coupon_valid_from", "coupon_valid_until",
-                     "created_at", "launched_at"):
-            if values[name] is not None:
-                values[name] = as_utc(values[name])
         return cls(**values, status=status, currency=currency)
 
 
@@ -207,10 +202,10 @@ class CouponOut(ResponseModel):
     customer_id: str | None
     status: CouponStatus
     claim_channel: str | None
-    claimed_at: datetime | None
-    valid_from: datetime | None
-    valid_until: datetime | None
-    redeemed_at: datetime | None
+    claimed_at: UtcDatetime | None
+    valid_from: UtcDatetime | None
+    valid_until: UtcDatetime | None
+    redeemed_at: UtcDatetime | None
     redemption_id: str | None
     qr_token: str | None = Field(default=None, description="Signed token for the QR code.")
 
@@ -300,7 +295,7 @@ class ValidationOut(ResponseModel):
     coupon_id: str | None
     code: str | None
     customer_id: str | None
-    valid_until: datetime | None
+    valid_until: UtcDatetime | None
     reason: ReasonOut | None = Field(description="Why it cannot be used, when it cannot.")
 
 
@@ -317,17 +312,13 @@ class RedemptionOut(ResponseModel):
     discount_minor: int
     order_id: str | None
     status: RedemptionStatus
-    redeemed_at: datetime
-    voided_at: datetime | None
+    redeemed_at: UtcDatetime
+    voided_at: UtcDatetime | None
     void_reason: str | None
 
     @classmethod
     def of(cls, redemption: Redemption) -> RedemptionOut:
-        out = cls.model_validate(redemption)
-        out.redeemed_at = as_utc(out.redeemed_at)
-        if out.voided_at is not None:
-            out.voided_at = as_utc(out.voided_at)
-        return out
+        return cls.model_validate(redemption)
 
 
 class VoidIn(RequestModel):
@@ -337,9 +328,5 @@ class VoidIn(RequestModel):
 
 def coupon_out(coupon: Coupon, token: str | None = None) -> CouponOut:
     out = CouponOut.model_validate(coupon)
-    for name in ("claimed_at", "valid_from", "valid_until", "redeemed_at"):
-        value = getattr(out, name)
-        if value is not None:
-            setattr(out, name, as_utc(value))
     out.qr_token = token
     return out

@@ -8,15 +8,23 @@ the embedded default behaves like a server database under concurrent requests.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, Engine, Enum, MetaData, String, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    make_transient_to_detached,
+    mapped_column,
+    sessionmaker,
+)
 from sqlalchemy.orm import Session as Session
+from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from omniloop.core.clock import utcnow
@@ -54,6 +62,56 @@ def string_enum(enum_class: type[enum.Enum], length: int) -> Enum:
 
 def created_at_column() -> Mapped[datetime]:
     return mapped_column(default=utcnow)
+
+
+M = TypeVar("M", bound=Base)
+
+
+def unsaved(cls: type[M], **values: Any) -> M:
+    """An object of `cls` holding its columns' Python-side defaults and `values`, added to no
+    session. Settings rows (a brand's loyalty or referral programme) are written the first
+    time someone saves them; until then a reader gets this, so a GET never writes."""
+    defaults: dict[str, Any] = {}
+    for column in cls.__table__.columns:
+        default = column.default
+        if column.key in values or default is None:
+            continue
+        if default.is_scalar:
+            defaults[column.key] = default.arg
+        elif default.is_callable:
+            defaults[column.key] = default.arg(None)  # SQLAlchemy's wrapper takes a context
+    return cls(**defaults, **values)
+
+
+def get_or_insert(session: Session, cls: type[M], **key: Any) -> M:
+    """The row of `cls` with primary key `key`, inserted with its defaults when missing. Two
+    transactions inserting it at once end up with the one row (the loser reads the winner's)."""
+    identity = tuple(key.values()) if len(key) > 1 else next(iter(key.values()))
+    row = session.get(cls, identity)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = unsaved(cls, **key)
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        row = session.get(cls, identity)
+        if row is None:
+            raise
+    return row
+
+
+def stored(cls: type[M], values: Mapping[str, Any]) -> M:
+    """The ORM object of a row just written with a Core statement, holding exactly `values`
+    as if loaded from the database (detached: `session.add` makes it persistent, with
+    nothing to flush). Hot paths that write with Core use it instead of `cls(**values)`,
+    whose attribute events cost about four times as much and are then discarded anyway.
+    `values` must hold every column, as written."""
+    instance: M = manager_of_class(cls).new_instance()
+    instance.__dict__.update(values)
+    make_transient_to_detached(instance)
+    return instance
 
 
 # The WAL is copied back into the database file (a checkpoint, with its fsyncs) when it
@@ -94,6 +152,13 @@ def _begin_deferred(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
+def _end_query_only(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    if dbapi_connection is not None and record.info.pop("query_only", False):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only=OFF")
+        cursor.close()
+
+
 def _disable_pysqlite_transactions(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself instead of pysqlite's implicit one.
     dbapi_connection.isolation_level = None
@@ -124,6 +189,8 @@ def make_engine(url: str, *, for_writes: bool = True) -> Engine:
     event.listen(engine, "connect", _set_sqlite_pragmas)
     if for_writes:
         event.listen(engine, "connect", _set_sqlite_write_cache)
+    else:
+        event.listen(engine, "checkin", _end_query_only)
     event.listen(engine, "connect", _disable_pysqlite_transactions)
     event.listen(engine, "begin", _begin_immediate if for_writes else _begin_deferred)
     return engine
@@ -149,12 +216,25 @@ class Database:
         """A session that commits when the block ends cleanly and rolls back otherwise."""
         factory = self.sessionmaker if write else self.read_sessionmaker
         with factory() as session:
+            if not write and self.read_engine is not self.engine:
+                self._refuse_writes(session)
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+    @staticmethod
+    def _refuse_writes(session: Session) -> None:
+        """Make SQLite refuse writes in a read unit of work. A read transaction that writes
+        fails at once with "database is locked" whenever another writer committed since it
+        began (its snapshot is stale; the busy timeout does not apply), so a GET that writes
+        works in a quiet test and fails under load. Refused, it fails every time instead,
+        where a test sees it. The connection's pool check-in lifts the refusal."""
+        connection = session.connection()
+        connection.exec_driver_sql("PRAGMA query_only=ON")
+        connection.info["query_only"] = True
 
     def dispose(self) -> None:
         self.engine.dispose()

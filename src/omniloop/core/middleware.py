@@ -6,6 +6,7 @@ to the endpoint, its dependencies and the exception handlers.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
@@ -15,6 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from omniloop.core.i18n import LANGUAGE_COOKIE, current_locale, negotiate, normalize_locale
 
 MACHINE_PATHS = ("/api/", "/webhooks/")
+
+# Clients send the same few Accept-Language headers again and again; parsing one takes Babel
+# tens of microseconds.
+_negotiate = lru_cache(maxsize=256)(negotiate)
 
 
 class LocaleMiddleware:
@@ -34,21 +39,30 @@ class LocaleMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        chosen = normalize_locale(query.get("lang", [""])[0])
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        cookie_locale = None
-        if "cookie" in headers:
-            jar: SimpleCookie = SimpleCookie()
-            try:
-                jar.load(headers["cookie"])
-            except Exception:  # a malformed Cookie header must not break the request
-                jar = SimpleCookie()
-            if LANGUAGE_COOKIE in jar:
-                cookie_locale = normalize_locale(jar[LANGUAGE_COOKIE].value)
+        query_string = scope.get("query_string", b"")
+        chosen = (normalize_locale(parse_qs(query_string.decode("latin-1")).get(
+            "lang", [""])[0]) if query_string else None)
+        # Only the two headers read here (the last of each, as a dict of all would keep).
+        accept_language = cookie = None
+        for key, value in scope["headers"]:
+            name = key.lower()
+            if name == b"accept-language":
+                accept_language = value.decode("latin-1")
+            elif name == b"cookie":
+                cookie = value.decode("latin-1")
         if scope["path"].startswith(MACHINE_PATHS):
-            locale = negotiate(headers.get("accept-language")) or self.default_locale
+            # API callers choose by Accept-Language alone: no cookie to parse.
+            locale = _negotiate(accept_language) or self.default_locale
         else:
+            cookie_locale = None
+            if cookie is not None:
+                jar: SimpleCookie = SimpleCookie()
+                try:
+                    jar.load(cookie)
+                except Exception:  # a malformed Cookie header must not break the request
+                    jar = SimpleCookie()
+                if LANGUAGE_COOKIE in jar:
+                    cookie_locale = normalize_locale(jar[LANGUAGE_COOKIE].value)
             locale = chosen or cookie_locale or self.default_locale
         scope.setdefault("state", {})["locale"] = locale
         token = current_locale.set(locale)

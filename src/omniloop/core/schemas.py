@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from omniloop.core.clock import as_utc
+
+# A timestamp answered in UTC with its offset: SQLite hands stored times back without one
+# (every time is stored in UTC), PostgreSQL with it; response fields use this type.
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class RequestModel(BaseModel):

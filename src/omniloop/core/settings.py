@@ -39,6 +39,23 @@ class Settings(BaseSettings):
         default=20, description="Failed code lookups (unknown codes, bad QR tokens) allowed "
                                 "per API key, staff member or IP within the window.")
     pos_guess_window_seconds: int = 600
+    # Messaging (docs/messaging.md)
+    line_api_base_url: str = Field(
+        default="https://api.line.me", description="LINE Messaging API address (tests point "
+                                                   "it at a local stand-in).")
+    messaging_max_attempts: int = Field(
+        default=6, description="Tries per message before it becomes a dead letter.")
+    messaging_retry_base_seconds: float = Field(
+        default=30.0, description="Wait before the 2nd try; doubles with every further try.")
+    messaging_retry_max_seconds: float = 3600.0
+    messaging_lease_seconds: int = Field(
+        default=120, description="How long a claimed message is left to its worker before "
+                                 "another may take it over (the first one crashed).")
+    messaging_claim_size: int = 5000
+    messaging_send_threads: int = 4
+    messaging_rate_per_second: dict[str, int] = Field(
+        default_factory=lambda: {"line": 1000, "email": 20, "sms": 20, "webhook": 50},
+        description="Requests per second per brand and channel.")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

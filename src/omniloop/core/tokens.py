@@ -13,7 +13,7 @@ Layout (version 1), 106 bytes before encoding; see docs/qr-tokens.md:
 
     offset  size  field
          0     1  version (1)
-         1     1  kind (1 = coupon, 2 = member)
+         1     1  kind (1 = coupon, 2 = member, 3 = receipt)
          2    16  tenant id  (26-char id, 128-bit big-endian integer)
         18    16  subject id (coupon id or customer id, same packing)
         34     4  expires_at, uint32 big-endian unix seconds
@@ -76,9 +76,11 @@ class TokenKind(StrEnum):
 
     COUPON = "coupon"
     MEMBER = "member"
+    RECEIPT = "receipt"  # a receipt QR (subject = loops receipt id: order, store and staff)
 
 
-_KIND_CODES: dict[TokenKind, int] = {TokenKind.COUPON: 1, TokenKind.MEMBER: 2}
+_KIND_CODES: dict[TokenKind, int] = {TokenKind.COUPON: 1, TokenKind.MEMBER: 2,
+                                     TokenKind.RECEIPT: 3}
 _KINDS_BY_CODE = {code: kind for kind, code in _KIND_CODES.items()}
 
 
@@ -140,6 +142,7 @@ class TokenWrongKind(OmniloopError):
 _WRONG_KIND_MESSAGES: dict[TokenKind, str] = {
     TokenKind.COUPON: N_("This QR code is not a coupon."),
     TokenKind.MEMBER: N_("This QR code is not a member card."),
+    TokenKind.RECEIPT: N_("This QR code is not a receipt."),
 }
 
 

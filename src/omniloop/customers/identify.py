@@ -27,6 +27,7 @@ from omniloop.core.clock import utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import Conflict
 from omniloop.core.ids import new_id
+from omniloop.core.signals import Signal
 from omniloop.customers.errors import (
     CustomerErased,
     InvalidIdentity,
@@ -52,6 +53,10 @@ _TRAIT_SET = frozenset(TRAIT_FIELDS)
 
 _CUSTOMERS = cast(Table, Customer.__table__)
 _IDENTITIES = cast(Table, CustomerIdentity.__table__)
+
+# What other modules keep per profile (points) follows a merge and its undo through these.
+profiles_merged: Signal[[Session, Actor, CustomerMerge]] = Signal("profiles_merged")
+merge_undone: Signal[[Session, Actor, CustomerMerge]] = Signal("merge_undone")
 
 
 @dataclass
@@ -372,6 +377,7 @@ def merge(session: Session, actor: Actor, survivor: Customer, merged: Customer, 
     session.flush()
     audit.record(session, actor, "customer.merge", "customer", survivor.id,
                  {"merged_id": merged.id, "reason": reason, "merge_id": record.id})
+    profiles_merged.send(session, actor, record)
     return record
 
 
@@ -411,6 +417,7 @@ def undo_merge(session: Session, actor: Actor, merge_id: str) -> CustomerMerge:
     session.expire_all()
     audit.record(session, actor, "customer.unmerge", "customer", record.survivor_id,
                  {"merged_id": record.merged_id, "merge_id": record.id})
+    merge_undone.send(session, actor, record)
     return record
 
 

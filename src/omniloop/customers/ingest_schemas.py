@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, with_config
+from pydantic import AwareDatetime, ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # typing.TypedDict needs 3.12 for Pydantic
 
-from omniloop.core.clock import as_utc
-from omniloop.core.schemas import RequestModel, ResponseModel
+from omniloop.core.schemas import RequestModel, ResponseModel, UtcDatetime
 from omniloop.customers.models import IdentityKind
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 8 * 1024
-
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
-
 
 # Events are TypedDicts rather than models: a batch holds up to 1,000 of them, and Pydantic
 # validates plain dicts several times faster than it builds model instances. The rules are

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
@@ -22,7 +24,7 @@ from omniloop.customers.sections import ProfileSection, register_section, sectio
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.stores import get_store, list_stores
-from omniloop.web.auth import Admin, CsrfChecked
+from omniloop.web.auth import Admin, AdminContext, CsrfChecked
 from omniloop.web.forms import flash_message, redirect_done, register_flash
 from omniloop.web.nav import NavItem, register
 from omniloop.web.templating import render
@@ -89,6 +91,43 @@ def _timeline_section(session: Session, actor: Actor, customer: Customer,
             "store_names": {s.id: s.name for s in list_stores(session, actor)}}
 
 
+
+
+@dataclass(frozen=True)
+class CustomerFlag:
+    """A warning staff should see beside a customer's name (blacklisted, high risk...).
+
+    Modules that know such things (loyalty: no-shows and the blacklist) register a loader
+    that answers for a whole list of customers at once, so a page of search results costs
+    one query per module, not one per row.
+    """
+
+    key: str  # stable, for tests and CSS: "blacklisted"
+    label: str  # English msgid, translated when rendered
+    tone: str  # badge colour: "danger", "warn"
+    detail: str = ""  # shown on hover: the reason, the end date (already in the language)
+
+
+FlagLoader = Callable[[Session, Actor, list[str]], dict[str, list[CustomerFlag]]]
+_flag_loaders: list[FlagLoader] = []
+
+
+def register_flags(loader: FlagLoader) -> None:
+    if loader not in _flag_loaders:
+        _flag_loaders.append(loader)
+
+
+def flags_of(session: Session, actor: Actor, customer_ids: list[str]
+             ) -> dict[str, list[CustomerFlag]]:
+    found: dict[str, list[CustomerFlag]] = {}
+    if not customer_ids:
+        return found
+    for loader in _flag_loaders:
+        for customer_id, flags in loader(session, actor, customer_ids).items():
+            found.setdefault(customer_id, []).extend(flags)
+    return found
+
+
 register_section(ProfileSection("timeline", N_("Timeline"), "admin/sections/timeline.html", 40,
                                 _timeline_section))
 register_section(ProfileSection("merges", N_("Merge history"), "admin/sections/merges.html",
@@ -100,7 +139,8 @@ def customer_search(admin: Admin, session: SessionDep, q: str = "") -> Response:
     results = search_customers(session, admin.actor, q[:254])
     identities = {c.id: identities_of(session, admin.actor.tenant_id, c.id) for c in results}
     return render(admin.request, "admin/customers.html", admin.template_values(
-        "customers", q=q, results=results, identities=identities, labels=IDENTITY_LABELS))
+        "customers", q=q, results=results, identities=identities, labels=IDENTITY_LABELS,
+        flags=flags_of(session, admin.actor, [c.id for c in results])))
 
 
 @router.get("/customers/{customer_id}")
@@ -109,6 +149,16 @@ def customer_profile(customer_id: str, admin: Admin, session: SessionDep,
     customer = get_customer(session, admin.actor, customer_id)
     if customer.id != customer_id:  # a merged-away id: show the profile it lives in now
         return RedirectResponse(f"/admin/customers/{customer.id}", status_code=303)
+    return profile_page(admin, session, customer_id, flash=flash_message(done))
+
+
+def profile_page(admin: AdminContext, session: Session, customer_id: str, *,
+                 flash: str | None = None, flash_kind: str = "ok",
+                 forms: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+    """The 360 page. Sections with forms of their own (points adjustments, no-shows) post
+    elsewhere and, when the service refuses, render this page again through here with
+    `forms`: what was typed and the message per field, which their template reads."""
+    customer = get_customer(session, admin.actor, customer_id)
     ids = profile_ids(session, admin.actor.tenant_id, customer.id)
     sections = [(section, section.load(session, admin.actor, customer, ids))
                 for section in sections_for(admin.actor)]
@@ -116,7 +166,9 @@ def customer_profile(customer_id: str, admin: Admin, session: SessionDep,
                   if customer.home_store_id else None)
     return render(admin.request, "admin/customer.html", admin.template_values(
         "customers", customer=customer, sections=sections, home_store=home_store,
-        genders=GENDER_LABELS, flash=flash_message(done)))
+        genders=GENDER_LABELS, flash=flash, flash_kind=flash_kind, forms=forms or {},
+        flags=flags_of(session, admin.actor, [customer.id]).get(customer.id, [])),
+        status_code=status_code)
 
 
 @router.post("/customers/merges/{merge_id}/undo", dependencies=[CsrfChecked])

@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
+from omniloop.analytics.demo import load_analytics
 from omniloop.catalog import service as catalog
 from omniloop.core.db import Session
 from omniloop.customers.models import Customer
 from omniloop.demo import data
 from omniloop.demo.brand import ACTOR_LABEL, DemoLogin, load_brand
 from omniloop.demo.campaigns import load_campaigns
-from omniloop.demo.history import load_history
+from omniloop.demo.history import HISTORY_END, load_history
+from omniloop.demo.loops import load_loops
+from omniloop.demo.loyalty import configure_program, load_loyalty
 from omniloop.orders.models import Order
 from omniloop.tenancy import staff, stores
 from omniloop.tenancy.access import system_actor
@@ -57,6 +60,7 @@ def load_demo(session: Session, *, customers: int = DEFAULT_CUSTOMERS,
     store_ids = {s.code: s.id for s in stores.list_stores(session, actor)}
     created = dict(brand.created)
     if customers > 0:
+        configure_program(session, actor)
         created.update(load_history(session, actor, timezone=tenant.timezone,
                                     store_ids=store_ids, customers=customers,
                                     on_progress=on_progress))
@@ -65,6 +69,14 @@ def load_demo(session: Session, *, customers: int = DEFAULT_CUSTOMERS,
         for kind, count in load_campaigns(session, actor, timezone=tenant.timezone,
                                           store_ids=store_ids, customers=customers).items():
             created[kind] = created.get(kind, 0) + count
+        for kind, count in load_loyalty(session, actor, timezone=tenant.timezone,
+                                        store_ids=store_ids).items():
+            created[kind] = created.get(kind, 0) + count
+        # The in-store loop last: its members are the history's, its friends new people.
+        for kind, count in load_loops(session, actor, timezone=tenant.timezone,
+                                      store_ids=store_ids).items():
+            created[kind] = created.get(kind, 0) + count
+        load_analytics(session, actor, HISTORY_END)  # RFM snapshots and a saved segment
     counts = {
         "stores": len(store_ids),
         "staff": len(staff.list_staff(session, actor)),

@@ -13,31 +13,62 @@ carries that loss, bounded by the order's own points. See docs/loyalty.md.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import cast
+
+from sqlalchemy import Table, and_, bindparam, func, select
 
 from omniloop.core.clock import as_utc
-from omniloop.core.db import Session
+from omniloop.core.db import Session, stored
+from omniloop.customers.profiles import survivor_ids
 from omniloop.loyalty.ledger import Source, credit, debit, expiry_for, find_entry
-from omniloop.loyalty.models import EntryKind, PointsAccount, PointsEntry
+from omniloop.loyalty.merging import moved_lots
+from omniloop.loyalty.models import EntryKind, LoyaltyProgram, PointsAccount, PointsEntry
 from omniloop.loyalty.program import get_program, points_for, tier_multiplier_bp
 from omniloop.orders.models import Order, Refund
 from omniloop.tenancy.access import Actor
+
+_PROGRAMS = cast(Table, LoyaltyProgram.__table__)
+_ACCOUNTS = cast(Table, PointsAccount.__table__)
+_PROGRAM_FIELDS = tuple(column.key for column in _PROGRAMS.columns)
+# Every order that earns reads the brand's program and the buyer's tier: one statement,
+# built once, instead of an ORM load of the program and an ORM query for the tier.
+_PROGRAM_AND_TIER = (
+    select(*_PROGRAMS.columns, _ACCOUNTS.c.tier_code.label("buyer_tier"))
+    .select_from(_PROGRAMS.outerjoin(_ACCOUNTS, and_(
+        _ACCOUNTS.c.tenant_id == _PROGRAMS.c.tenant_id,
+        _ACCOUNTS.c.customer_id == bindparam("customer_id"))))
+    .where(_PROGRAMS.c.tenant_id == bindparam("tenant_id")))
 
 
 def earn_key(order_id: str) -> str:
     return f"earn:order:{order_id}"
 
 
+def _program_and_tier(session: Session, tenant_id: str,
+                      customer_id: str) -> tuple[LoyaltyProgram, str | None]:
+    """The brand's program (its values; `get_program` writes the defaults the first time)
+    and the customer's tier."""
+    session.flush()  # the Core statement below must see the caller's pending ORM changes
+    row = session.connection().execute(_PROGRAM_AND_TIER, {
+        "tenant_id": tenant_id, "customer_id": customer_id}).first()
+    if row is None:
+        program = get_program(session, tenant_id)
+        tier = session.scalar(select(PointsAccount.tier_code).where(
+            PointsAccount.tenant_id == tenant_id, PointsAccount.customer_id == customer_id))
+        return program, tier
+    # A detached copy of the settings, for the arithmetic only (never added to the session).
+    values = row._mapping
+    return stored(LoyaltyProgram, {name: values[name] for name in _PROGRAM_FIELDS}), \
+        values["buyer_tier"]
+
+
 def earn_for_order(session: Session, actor: Actor, order: Order) -> PointsEntry | None:
     """Credit the points an order earns (once per order, whatever the retries)."""
     if order.customer_id is None or order.total_minor <= 0:
         return None
-    program = get_program(session, order.tenant_id)
+    program, tier = _program_and_tier(session, order.tenant_id, order.customer_id)
     if not program.enabled:
         return None
-    tier = session.scalar(select(PointsAccount.tier_code).where(
-        PointsAccount.tenant_id == order.tenant_id,
-        PointsAccount.customer_id == order.customer_id))
     points = points_for(program, order.total_minor, tier_multiplier_bp(program, tier))
     if points <= 0:
         return None
@@ -62,7 +93,10 @@ def reverse_for_refund(session: Session, actor: Actor, order: Order,
     points = target - int(already)
     if points <= 0:
         return None
-    return debit(session, actor, earned.customer_id, points, EntryKind.reversal,
+    # The points may have moved with a merge: take them back from the profile that holds
+    # them now, from the order's own lot (or the lots it was moved into) first.
+    holder = survivor_ids(session, order.tenant_id, [earned.customer_id])[earned.customer_id]
+    return debit(session, actor, holder, points, EntryKind.reversal,
                  f"reversal:refund:{refund.id}",
                  Source(reason="refund", order_id=order.id, refund_id=refund.id),
-                 partial=True, preferred_lot=earned.id)
+                 partial=True, preferred_lots=moved_lots(session, order.tenant_id, earned.id))

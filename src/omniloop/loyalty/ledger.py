@@ -14,15 +14,20 @@ Every change follows the same steps, in this order, inside a savepoint:
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, case, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from omniloop.core.clock import as_utc, utcnow
-from omniloop.core.db import Session
+from omniloop.core.db import Session, stored
 from omniloop.core.errors import N_
+from omniloop.core.ids import new_id
 from omniloop.loyalty.errors import (
     BelowMinimumRedemption,
     InsufficientPoints,
@@ -102,47 +107,109 @@ def _write(session: Session, entry: PointsEntry) -> PointsEntry:
     return entry
 
 
+# credit() runs for every order that earns: its statements are built once (building an ORM
+# query or flushing the unit of work costs more than SQLite takes to run them).
+_ACCOUNTS = cast(Table, PointsAccount.__table__)
+_ENTRIES = cast(Table, PointsEntry.__table__)
+_ENTRY_WITH_KEY = select(_ENTRIES.c.id).where(
+    _ENTRIES.c.tenant_id == bindparam("tenant_id"),
+    _ENTRIES.c.idempotency_key == bindparam("key"))
+# Locks the account row and moves the balance in one statement (the lock and the move of
+# `_lock_account` + the balance UPDATE below, for a credit, which cannot go below zero).
+_CREDIT_ACCOUNT = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.tenant_id == bindparam("a_tenant_id"),
+           _ACCOUNTS.c.customer_id == bindparam("a_customer_id"))
+    .values(balance=_ACCOUNTS.c.balance + bindparam("a_points"),
+            lifetime_earned=_ACCOUNTS.c.lifetime_earned + bindparam("a_earned"),
+            updated_at=bindparam("a_now"))
+    .returning(_ACCOUNTS.c.balance))
+_INSERT_ENTRY = insert(_ENTRIES)
+_NEW_ACCOUNT: dict[str, Insert] = {}  # per dialect
+
+
+def _new_account_insert(dialect: str) -> Insert:
+    """INSERT of a new account that does nothing when it exists (created concurrently)."""
+    statement = _NEW_ACCOUNT.get(dialect)
+    if statement is None:
+        module = postgresql if dialect == "postgresql" else sqlite
+        statement = (module.insert(_ACCOUNTS)
+                     .on_conflict_do_nothing(index_elements=["tenant_id", "customer_id"])
+                     .returning(_ACCOUNTS.c.balance))
+        _NEW_ACCOUNT[dialect] = statement
+    return statement
+
+
 def credit(session: Session, actor: Actor, customer_id: str, points: int, kind: EntryKind,
            key: str, source: Source, *, expires_at: datetime | None) -> PointsEntry:
-    """Add `points` as a new lot that expires at `expires_at`."""
-    existing = find_entry(session, actor.tenant_id, key)
-    if existing is not None:
+    """Add `points` as a new lot that expires at `expires_at`.
+
+    The steps of the module docstring in prepared Core statements: the key's look-up, the
+    account locked and credited by one conditional UPDATE (or created with the points when
+    it does not exist yet), the entry inserted and then joined to the session as stored.
+    On PostgreSQL all of it runs in a savepoint, so a concurrent retry that loses the race
+    on the key leaves nothing and gets the first entry. SQLite cannot race: its write
+    transaction holds the one write lock from the first statement, so the key's look-up
+    and the INSERT see the same ledger (no savepoint there, as in identify).
+    """
+    session.flush()  # the Core statements below must see the caller's pending ORM changes
+    connection = session.connection()
+    tenant_id = actor.tenant_id
+    if connection.execute(_ENTRY_WITH_KEY, {"tenant_id": tenant_id, "key": key}
+                          ).first() is not None:
+        existing = find_entry(session, tenant_id, key)
+        assert existing is not None  # the same transaction just read it
         return existing
+    racing = connection.dialect.name != "sqlite"
     try:
-        with session.begin_nested():
-            _lock_account(session, actor.tenant_id, customer_id)
+        with session.begin_nested() if racing else nullcontext():
+            now = utcnow()
             earned = points if kind == EntryKind.earn else 0
-            balance = session.execute(
-                update(PointsAccount)
-                .where(PointsAccount.tenant_id == actor.tenant_id,
-                       PointsAccount.customer_id == customer_id)
-                .values(balance=PointsAccount.balance + points,
-                        lifetime_earned=PointsAccount.lifetime_earned + earned)
-                .returning(PointsAccount.balance)
-                .execution_options(synchronize_session=False)).scalar_one()
-            return _write(session, PointsEntry(
-                tenant_id=actor.tenant_id, customer_id=customer_id, kind=kind, points=points,
-                balance_after=balance, reason=source.reason, order_id=source.order_id,
-                refund_id=source.refund_id, reference=source.reference,
-                actor_label=actor.label, idempotency_key=key, remaining=points,
-                lot_open=True, expires_at=expires_at))
+            balance = connection.execute(_CREDIT_ACCOUNT, {
+                "a_tenant_id": tenant_id, "a_customer_id": customer_id, "a_points": points,
+                "a_earned": earned, "a_now": now}).scalar()
+            if balance is None:
+                balance = connection.execute(
+                    _new_account_insert(connection.dialect.name),
+                    {"tenant_id": tenant_id, "customer_id": customer_id, "balance": points,
+                     "lifetime_earned": earned, "updated_at": now}).scalar()
+            if balance is None:  # created concurrently meanwhile: credit the one that exists
+                balance = connection.execute(_CREDIT_ACCOUNT, {
+                    "a_tenant_id": tenant_id, "a_customer_id": customer_id,
+                    "a_points": points, "a_earned": earned, "a_now": now}).scalar_one()
+            values: dict[str, Any] = {
+                "tenant_id": tenant_id, "id": new_id(), "customer_id": customer_id,
+                "kind": kind, "points": points, "balance_after": balance,
+                "reason": source.reason, "order_id": source.order_id,
+                "refund_id": source.refund_id, "reference": source.reference,
+                "actor_label": actor.label, "idempotency_key": key, "remaining": points,
+                "lot_open": True, "expires_at": expires_at, "unrecovered": 0,
+                "created_at": now}
+            connection.execute(_INSERT_ENTRY, values)
     except IntegrityError:
-        existing = find_entry(session, actor.tenant_id, key)
+        if not racing:
+            raise
+        existing = find_entry(session, tenant_id, key)
         if existing is None:
             raise
         return existing
+    # The row is exactly these values: it joins the session as stored, unread.
+    entry = stored(PointsEntry, values)
+    session.add(entry)
+    return entry
 
 
 def _open_lots(session: Session, tenant_id: str, customer_id: str,
-               preferred_lot: str | None) -> list[PointsEntry]:
+               preferred_lots: Sequence[str]) -> list[PointsEntry]:
     lots = list(session.scalars(
         select(PointsEntry)
         .where(PointsEntry.tenant_id == tenant_id, PointsEntry.customer_id == customer_id,
                PointsEntry.lot_open.is_(True))
         .order_by(case((PointsEntry.expires_at.is_(None), 1), else_=0),
                   PointsEntry.expires_at, PointsEntry.id)))
-    if preferred_lot is not None:
-        lots.sort(key=lambda lot: lot.id != preferred_lot)
+    if preferred_lots:
+        preferred = set(preferred_lots)
+        lots.sort(key=lambda lot: lot.id not in preferred)  # stable: oldest first within
     return lots
 
 
@@ -162,11 +229,12 @@ def _consume(session: Session, lots: list[PointsEntry], points: int) -> None:
 
 def debit(session: Session, actor: Actor, customer_id: str, points: int, kind: EntryKind,
           key: str, source: Source, *, partial: bool = False,
-          preferred_lot: str | None = None) -> PointsEntry:
+          preferred_lots: Sequence[str] = ()) -> PointsEntry:
     """Take `points` out of the balance, oldest lots first.
 
     `partial`: take what there is and record the rest as `unrecovered` (refund reversals of
     points already spent); otherwise refuse with InsufficientPoints and change nothing.
+    `preferred_lots` are taken from first (a reversal takes its order's own lot).
     """
     existing = find_entry(session, actor.tenant_id, key)
     if existing is not None:
@@ -187,7 +255,7 @@ def debit(session: Session, actor: Actor, customer_id: str, points: int, kind: E
                 .execution_options(synchronize_session=False)).scalar_one_or_none()
             if after is None:
                 raise InsufficientPoints(balance=balance, points=points)
-            _consume(session, _open_lots(session, actor.tenant_id, customer_id, preferred_lot),
+            _consume(session, _open_lots(session, actor.tenant_id, customer_id, preferred_lots),
                      take)
             return _write(session, PointsEntry(
                 tenant_id=actor.tenant_id, customer_id=customer_id, kind=kind, points=-take,
@@ -279,7 +347,7 @@ def expire_due(session: Session, actor: Actor, *, now: datetime | None = None,
         if not lot.lot_open or lot.remaining <= 0:
             continue
         debit(session, actor, customer_id, lot.remaining, EntryKind.expire, f"expire:{lot.id}",
-              Source(reason="expired", reference=lot.id), partial=True, preferred_lot=lot.id)
+              Source(reason="expired", reference=lot.id), partial=True, preferred_lots=[lot.id])
         written += 1
     return written
 

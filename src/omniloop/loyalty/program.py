@@ -4,27 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from omniloop.campaigns.service import get_campaign
+from omniloop.core.clock import utcnow
+from omniloop.core.db import Session, get_or_insert, unsaved
+from omniloop.core.errors import N_
+from omniloop.loyalty.errors import TierCodesRepeat, TiersNeedBase, TierThresholdsRepeat
+from omniloop.loyalty.models import LoyaltyProgram, Rounding
+from omniloop.loyalty.schemas import ProgramIn
+from omniloop.tenancy import audit
+from omniloop.tenancy.access import Actor, Permission
 
-from omniloop.core.db import Session
-from omniloop.loyalty.models import DEFAULT_TIERS, LoyaltyProgram, Rounding
+audit.register_action("loyalty.program_update", N_("Loyalty program changed"))
 
 
 def get_program(session: Session, tenant_id: str) -> LoyaltyProgram:
-    """The brand's program; the defaults (1 point per NT$100, 1 point = NT$1, 12 months)
-    are written the first time it is needed, so every brand has one."""
+    """The brand's program: the stored row, or the defaults (1 point per NT$100, 1 point =
+    NT$1, 12 months) unsaved until someone saves settings, so reading it never writes."""
     program = session.get(LoyaltyProgram, tenant_id)
     if program is not None:
         return program
-    try:
-        with session.begin_nested():
-            program = LoyaltyProgram(tenant_id=tenant_id, tiers=[dict(t) for t in DEFAULT_TIERS])
-            session.add(program)
-            session.flush()
-    except IntegrityError:
-        program = session.get(LoyaltyProgram, tenant_id)
-        assert program is not None
-    return program
+    return unsaved(LoyaltyProgram, tenant_id=tenant_id)
+
+
+def stored_program(session: Session, tenant_id: str) -> LoyaltyProgram:
+    """The settings row itself, written with the defaults if missing: for code that changes
+    the settings (a GET reads `get_program`)."""
+    return get_or_insert(session, LoyaltyProgram, tenant_id=tenant_id)
 
 
 def tier_multiplier_bp(program: LoyaltyProgram, tier_code: str | None) -> int:
@@ -48,3 +53,33 @@ def points_for(program: LoyaltyProgram, amount_minor: int, multiplier_bp: int = 
     else:
         units = (2 * amount_minor + unit) // (2 * unit)
     return units * program.earn_points * multiplier_bp // 10000
+
+
+def update_program(session: Session, actor: Actor, data: ProgramIn) -> LoyaltyProgram:
+    """Replace the program's settings (audited). New rates apply to what happens from now on:
+    points already earned keep their amount and expiry. Customers in a tier that no longer
+    exists earn at 1× until the next tier evaluation moves them."""
+    actor.require(Permission.campaigns_manage)
+    codes = [t.code for t in data.tiers]
+    if len(set(codes)) != len(codes):
+        raise TierCodesRepeat(field="tiers")
+    thresholds = sorted(t.threshold_minor for t in data.tiers)
+    if thresholds[0] != 0:
+        raise TiersNeedBase(field="tiers")
+    if len(set(thresholds)) != len(thresholds):
+        raise TierThresholdsRepeat(field="tiers")
+    for tier in data.tiers:
+        if tier.birthday_campaign_id:
+            get_campaign(session, actor, tier.birthday_campaign_id)  # 404 if not the brand's
+    program = stored_program(session, actor.tenant_id)
+    before = {name: getattr(program, name) for name in ProgramIn.model_fields}
+    values = data.model_dump()
+    values["tiers"] = sorted(values["tiers"], key=lambda t: t["threshold_minor"])
+    for name, value in values.items():
+        setattr(program, name, value)
+    program.updated_at = utcnow()
+    session.flush()
+    changed = {name: values[name] for name in values if values[name] != before[name]}
+    audit.record(session, actor, "loyalty.program_update", "loyalty_program", actor.tenant_id,
+                 {"changed": changed})
+    return program

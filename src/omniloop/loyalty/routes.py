@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from omniloop.api.deps import ApiActor, SessionDep, client_ip
 from omniloop.campaigns.guessing import guarded_lookup
-from omniloop.core.clock import as_utc
 from omniloop.core.idempotency import require_key
-from omniloop.core.schemas import RequestModel, ResponseModel
+from omniloop.core.schemas import RequestModel, ResponseModel, UtcDatetime
 from omniloop.customers.profiles import get_customer
+from omniloop.loyalty.jobs import run_daily
 from omniloop.loyalty.ledger import (
     adjust_points,
     expire_due,
@@ -22,8 +21,22 @@ from omniloop.loyalty.ledger import (
     history,
     redeem_points,
 )
-from omniloop.loyalty.member_card import Member, member_of, scan_member
-from omniloop.loyalty.models import EntryKind, PointsEntry
+from omniloop.loyalty.liability import liability_report
+from omniloop.loyalty.member_card import Member, bind_pos_card, member_of, scan_member
+from omniloop.loyalty.models import BlacklistEntry, EntryKind, NoShow, NoShowKind, PointsEntry
+from omniloop.loyalty.program import get_program, update_program
+from omniloop.loyalty.risk import (
+    RiskFlag,
+    blacklist,
+    blacklist_of,
+    cancel_no_show,
+    lift_blacklist,
+    mark_no_show,
+    no_shows_of,
+    risk_of,
+)
+from omniloop.loyalty.schemas import ProgramIn, ProgramOut
+from omniloop.loyalty.tiers import tier_history
 from omniloop.tenancy.access import Permission
 
 router = APIRouter(tags=["loyalty"])
@@ -44,16 +57,27 @@ class EntryOut(ResponseModel):
     reference: str | None
     actor_label: str
     remaining: int
-    expires_at: datetime | None
+    expires_at: UtcDatetime | None
     unrecovered: int
-    created_at: datetime
+    created_at: UtcDatetime
 
     @classmethod
     def of(cls, entry: PointsEntry) -> EntryOut:
-        out = cls.model_validate(entry)
-        out.created_at = as_utc(out.created_at)
-        out.expires_at = as_utc(out.expires_at) if out.expires_at else None
-        return out
+        return cls.model_validate(entry)
+
+
+class RiskOut(ResponseModel):
+    level: str = Field(description="none, watch, high or blacklisted.")
+    score: int = Field(description="0–100, from no-shows within the program's window.")
+    no_shows: int
+    blacklisted_until: UtcDatetime | None
+    blacklist_reason: str | None
+
+    @classmethod
+    def of(cls, flag: RiskFlag) -> RiskOut:
+        return cls(level=flag.level, score=flag.score, no_shows=flag.no_shows,
+                   blacklisted_until=flag.blacklisted_until,
+                   blacklist_reason=flag.blacklist_reason)
 
 
 class MemberOut(ResponseModel):
@@ -64,13 +88,15 @@ class MemberOut(ResponseModel):
     balance_value_minor: int = Field(description="What the balance is worth as a discount.")
     tier_code: str | None
     tier_name: str | None
+    risk: RiskOut = Field(description="Staff are warned about no-shows and the blacklist.")
 
     @classmethod
     def of(cls, member: Member) -> MemberOut:
         return cls(customer_id=member.customer.id, name=member.customer.name,
                    phone=member.phone, balance=member.balance,
                    balance_value_minor=member.balance * member.point_value_minor,
-                   tier_code=member.tier_code, tier_name=member.tier_name)
+                   tier_code=member.tier_code, tier_name=member.tier_name,
+                   risk=RiskOut.of(member.risk))
 
 
 class PointsOut(MemberOut):
@@ -167,3 +193,228 @@ def expire(actor: ApiActor, session: SessionDep) -> ExpiryOut:
     Safe to run again."""
     actor.require(Permission.customers_merge)
     return ExpiryOut(expired_lots=expire_due(session, actor))
+
+
+class BindCardIn(RequestModel):
+    card_number: str = Field(min_length=1, max_length=64)
+
+
+class BindCardOut(ResponseModel):
+    customer_id: str
+    card_number: str
+
+
+@router.post("/pos/members/{customer_id}/pos-card", summary="Bind a POS card to a member",
+             response_model=BindCardOut)
+def bind_card(customer_id: str, body: BindCardIn, actor: ApiActor,
+              session: SessionDep) -> BindCardOut:
+    """Tie a POS card number to the member (found by scanning their member QR), so purchases
+    on the card land on their profile. Binding the same card again changes nothing; a card
+    of another customer answers 409 `pos_card_taken`."""
+    identity = bind_pos_card(session, actor, customer_id, body.card_number)
+    return BindCardOut(customer_id=identity.customer_id, card_number=identity.value)
+
+
+# --- program, jobs, liability --------------------------------------------------------------
+
+
+@router.get("/loyalty/program", summary="The loyalty program", response_model=ProgramOut)
+def read_program(actor: ApiActor, session: SessionDep) -> ProgramOut:
+    actor.require(Permission.campaigns_read)
+    return ProgramOut.model_validate(get_program(session, actor.tenant_id))
+
+
+@router.put("/loyalty/program", summary="Change the loyalty program", response_model=ProgramOut)
+def change_program(body: ProgramIn, actor: ApiActor, session: SessionDep) -> ProgramOut:
+    """Replace every setting (audited). New rates apply from now on; points already earned
+    keep their amount and expiry. Tiers: codes and thresholds unique, the first at 0."""
+    return ProgramOut.model_validate(update_program(session, actor, body))
+
+
+class DailyOut(ResponseModel):
+    expired_lots: int
+    tiers_evaluated: int
+    tiers_upgraded: int
+    tiers_downgraded: int
+    birthday_coupons: int
+    birthday_refusals: list[str] = Field(description="Error codes of coupons the birthday "
+                                                     "campaign refused (ended, quota, ...).")
+
+
+@router.post("/loyalty/jobs/daily", summary="Run the daily loyalty job now",
+             response_model=DailyOut)
+def daily(actor: ApiActor, session: SessionDep) -> DailyOut:
+    """What `omniloop loyalty daily` runs: expire due points, re-evaluate tiers on rolling
+    12-month spend, give birthday coupons. Safe to run again."""
+    run = run_daily(session, actor)
+    return DailyOut(expired_lots=run.expired_lots, tiers_evaluated=run.tiers.evaluated,
+                    tiers_upgraded=run.tiers.upgraded, tiers_downgraded=run.tiers.downgraded,
+                    birthday_coupons=run.birthdays.issued,
+                    birthday_refusals=[code for _, code in run.birthdays.refused])
+
+
+class LiabilityMonthOut(ResponseModel):
+    month: str | None = Field(description="YYYY-MM in the brand's time zone; null: never.")
+    points: int
+    value_minor: int
+    lots: int
+
+
+class LiabilityOut(ResponseModel):
+    points: int
+    value_minor: int
+    currency: str
+    members_with_points: int
+    unrecovered_points: int
+    months: list[LiabilityMonthOut]
+
+
+@router.get("/loyalty/liability", summary="Outstanding points by expiry month",
+            response_model=LiabilityOut)
+def liability(actor: ApiActor, session: SessionDep) -> LiabilityOut:
+    """Points customers hold and their value as discounts, by the month they expire."""
+    report = liability_report(session, actor)
+    return LiabilityOut(points=report.points, value_minor=report.value_minor,
+                        currency=report.currency, members_with_points=report.members_with_points,
+                        unrecovered_points=report.unrecovered_points,
+                        months=[LiabilityMonthOut(month=m.month, points=m.points,
+                                                  value_minor=m.value_minor, lots=m.lots)
+                                for m in report.months])
+
+
+class ExpiringOut(ResponseModel):
+    customer_id: str
+    points: int = Field(description="Points that expire within the window.")
+    first_expiry: UtcDatetime
+
+
+@router.get("/loyalty/expiring", summary="Who has points expiring soon",
+            response_model=list[ExpiringOut])
+def expiring(actor: ApiActor, session: SessionDep,
+             within_days: int = Query(default=30, ge=1, le=366)) -> list[ExpiringOut]:
+    """Customers with points expiring within `within_days` (30 by default), the points and
+    the first expiry: the list reminders ("your points expire on …") are sent to."""
+    actor.require(Permission.campaigns_read)
+    return [ExpiringOut(customer_id=customer, points=points, first_expiry=first)
+            for customer, points, first in expiring_soon(session, actor.tenant_id,
+                                                         within_days=within_days)]
+
+
+class TierChangeOut(ResponseModel):
+    from_tier: str | None
+    to_tier: str
+    spend_minor: int
+    actor_label: str
+    created_at: UtcDatetime
+
+
+@router.get("/customers/{customer_id}/tiers", summary="Tier history",
+            response_model=list[TierChangeOut])
+def tiers(customer_id: str, actor: ApiActor, session: SessionDep) -> list[TierChangeOut]:
+    customer = get_customer(session, actor, customer_id)
+    return [TierChangeOut.model_validate(c)
+            for c in tier_history(session, actor.tenant_id, customer.id)]
+
+
+# --- no-shows, risk, blacklist -------------------------------------------------------------
+
+
+class NoShowIn(RequestModel):
+    kind: NoShowKind
+    reference: str = Field(min_length=1, max_length=64,
+                           description="The booking or pickup order's id.")
+    due_at: AwareDatetime = Field(description="When the customer should have come.")
+    store_id: str | None = Field(default=None, max_length=26)
+    note: str = Field(default="", max_length=255)
+
+
+class NoShowOut(ResponseModel):
+    id: str
+    customer_id: str
+    kind: NoShowKind
+    reference: str
+    store_id: str | None
+    due_at: UtcDatetime
+    note: str
+    penalty_points: int
+    actor_label: str
+    created_at: UtcDatetime
+    cancelled_at: UtcDatetime | None
+
+    @classmethod
+    def of(cls, no_show: NoShow) -> NoShowOut:
+        return cls.model_validate(no_show)
+
+
+@router.post("/customers/{customer_id}/no-shows", summary="Mark a no-show",
+             response_model=NoShowOut, status_code=status.HTTP_201_CREATED)
+def no_show(customer_id: str, body: NoShowIn, response: Response, actor: ApiActor,
+            session: SessionDep) -> NoShowOut:
+    """A booking or reserved pickup the customer did not come for. Once per reference (a
+    retry answers 200 with the first record); the program's penalty points are taken (never
+    below zero) and, if the program says so, the customer is blacklisted."""
+    recorded, created = mark_no_show(session, actor, customer_id, kind=body.kind,
+                                     reference=body.reference, due_at=body.due_at,
+                                     store_id=body.store_id, note=body.note)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return NoShowOut.of(recorded)
+
+
+@router.post("/no-shows/{no_show_id}/cancel", summary="Cancel a no-show marked by mistake",
+             response_model=NoShowOut)
+def cancel(no_show_id: str, actor: ApiActor, session: SessionDep) -> NoShowOut:
+    """Gives back the penalty points it took. Cancelling again changes nothing."""
+    return NoShowOut.of(cancel_no_show(session, actor, no_show_id))
+
+
+class BlacklistIn(RequestModel):
+    reason: str = Field(min_length=1, max_length=255)
+    ends_at: AwareDatetime = Field(description="Required: a blacklist always ends.")
+
+
+class BlacklistOut(ResponseModel):
+    id: str
+    customer_id: str
+    reason: str
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime
+    actor_label: str
+    lifted_at: UtcDatetime | None
+    lifted_by: str | None
+
+    @classmethod
+    def of(cls, entry: BlacklistEntry) -> BlacklistOut:
+        return cls.model_validate(entry)
+
+
+@router.post("/customers/{customer_id}/blacklist", summary="Blacklist a customer",
+             response_model=BlacklistOut, status_code=status.HTTP_201_CREATED)
+def add_blacklist(customer_id: str, body: BlacklistIn, actor: ApiActor,
+                  session: SessionDep) -> BlacklistOut:
+    return BlacklistOut.of(blacklist(session, actor, customer_id, reason=body.reason,
+                                     ends_at=body.ends_at))
+
+
+@router.post("/blacklist/{entry_id}/lift", summary="Lift a blacklist entry early",
+             response_model=BlacklistOut)
+def lift(entry_id: str, actor: ApiActor, session: SessionDep) -> BlacklistOut:
+    return BlacklistOut.of(lift_blacklist(session, actor, entry_id))
+
+
+class CustomerRiskOut(RiskOut):
+    no_show_history: list[NoShowOut]
+    blacklist_history: list[BlacklistOut]
+
+
+@router.get("/customers/{customer_id}/risk", summary="Risk, no-shows and blacklist",
+            response_model=CustomerRiskOut)
+def risk(customer_id: str, actor: ApiActor, session: SessionDep) -> CustomerRiskOut:
+    customer = get_customer(session, actor, customer_id)
+    flag = risk_of(session, actor.tenant_id, customer.id)
+    return CustomerRiskOut(
+        **RiskOut.of(flag).model_dump(),
+        no_show_history=[NoShowOut.of(n) for n in no_shows_of(session, actor.tenant_id,
+                                                                customer.id)],
+        blacklist_history=[BlacklistOut.of(b) for b in blacklist_of(session, actor.tenant_id,
+                                                                      customer.id)])

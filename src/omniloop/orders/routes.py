@@ -1,12 +1,19 @@
-"""HTTP API of the orders module. Thin: parse, call the service, shape the answer."""
+"""HTTP API of the orders module. Thin: parse, call the service, shape the answer.
+
+Ingestion, called for every sale at every till, is `async` and runs its unit of work in one
+trip to the threadpool (`deps.in_unit_of_work`), and serialises its answer itself
+(`response_model` stays for the OpenAPI document): FastAPI would validate the answer a
+second time against the model it was built from.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
-from omniloop.api.deps import ApiActor, SessionDep
+from omniloop.api.deps import ApiActor, SessionDep, in_unit_of_work
+from omniloop.core.db import Session
 from omniloop.orders import refunds, service
 from omniloop.orders.schemas import OrderIn, OrderOut, RefundIn, RefundOut
 
@@ -22,8 +29,7 @@ _BEFORE_ID = Query(default=None, max_length=26,
              response_model=OrderOut, status_code=status.HTTP_201_CREATED,
              responses={200: {"model": OrderOut,
                               "description": "A retry: the order recorded the first time."}})
-def ingest_order(body: OrderIn, actor: ApiActor, session: SessionDep,
-                 response: Response) -> OrderOut:
+async def ingest_order(body: OrderIn, actor: ApiActor, request: Request) -> Response:
     """Record a purchase from a POS (`pos` scope) or an e-commerce system (`ingest` scope).
 
     Idempotent by `external_id`: sending the same order again answers 200 with the order
@@ -32,10 +38,13 @@ def ingest_order(body: OrderIn, actor: ApiActor, session: SessionDep,
     merged) from `identities`, or nobody (a walk-in). Totals are computed from the lines;
     a `total_minor` sent must match. Each order also records a `purchase` event.
     """
-    order, created = service.ingest_order(session, actor, body)
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    return OrderOut.of(order)
+    def work(session: Session) -> tuple[bytes, bool]:
+        order, created = service.ingest_order(session, actor, body)
+        return OrderOut.of(order).model_dump_json().encode(), created
+
+    answer, created = await in_unit_of_work(request, work)
+    return Response(answer, media_type="application/json",
+                    status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 @router.get("/orders", name="list", summary="List orders", response_model=list[OrderOut])

@@ -11,8 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from omniloop.core.clock import as_utc
-from omniloop.core.schemas import RequestModel, ResponseModel
+from omniloop.core.schemas import RequestModel, ResponseModel, UtcDatetime
 from omniloop.customers.schemas import IdentityIn, Traits
 from omniloop.orders.models import Order, OrderChannel, OrderStatus, Refund
 
@@ -131,8 +130,8 @@ class RefundOut(ResponseModel):
     currency: str
     reason: str
     lines: list[RefundLineOut]
-    refunded_at: datetime
-    created_at: datetime
+    refunded_at: UtcDatetime
+    created_at: UtcDatetime
 
     @classmethod
     def of(cls, refund: Refund) -> RefundOut:
@@ -140,7 +139,7 @@ class RefundOut(ResponseModel):
                    amount_minor=refund.amount_minor, currency=refund.currency,
                    reason=refund.reason,
                    lines=[RefundLineOut.model_validate(line) for line in refund.lines],
-                   refunded_at=as_utc(refund.refunded_at), created_at=as_utc(refund.created_at))
+                   refunded_at=refund.refunded_at, created_at=refund.created_at)
 
 
 class OrderOut(ResponseModel):
@@ -156,8 +155,8 @@ class OrderOut(ResponseModel):
     total_minor: int
     refunded_minor: int
     status: OrderStatus
-    paid_at: datetime
-    created_at: datetime
+    paid_at: UtcDatetime
+    created_at: UtcDatetime
     lines: list[OrderLineOut]
     refunds: list[RefundOut]
 
@@ -168,6 +167,6 @@ class OrderOut(ResponseModel):
                    currency=order.currency, subtotal_minor=order.subtotal_minor,
                    discount_minor=order.discount_minor, total_minor=order.total_minor,
                    refunded_minor=order.refunded_minor, status=order.status,
-                   paid_at=as_utc(order.paid_at), created_at=as_utc(order.created_at),
+                   paid_at=order.paid_at, created_at=order.created_at,
                    lines=[OrderLineOut.model_validate(line) for line in order.lines],
                    refunds=[RefundOut.of(r) for r in order.refunds])

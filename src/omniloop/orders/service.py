@@ -5,7 +5,15 @@ with the store resolved and identities normalised) is hashed and kept on the ord
 with the same content returns the stored order and writes nothing; the same external id
 with other content is a conflict. Two identical requests at once both try to insert; the
 unique constraint on (tenant, external id) lets one win, and the loser's savepoint —
-including any customer it identified — is rolled back and the winner's order re-read.
+including any customer it identified — is rolled back and the winner's order re-read. (On
+SQLite that race cannot happen: a write transaction holds the one write lock from its
+first statement, so the look-up by external id and the insert see the same database; no
+savepoint there, as in identify and event ingestion.)
+
+Ingestion is the hot path of every till, so a new order is written with Core statements
+built once (building an ORM query or flushing the unit of work costs more than SQLite takes
+to run the statements), and the order and its lines then join the session as stored rows,
+exactly as written, without being read back. Retries and conflicts take the ORM way.
 
 The server computes every amount from the lines (see `pricing`); totals sent by the client
 are only checked against it.
@@ -15,21 +23,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, String, Table, and_, bindparam, func, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from omniloop.catalog.service import find_product_by_sku
 from omniloop.core.clock import aware, utcnow
-from omniloop.core.db import Session
+from omniloop.core.db import Session, stored
+from omniloop.core.ids import new_id
 from omniloop.customers.errors import CustomerErased, CustomerNotFound
-from omniloop.customers.events import record_event
-from omniloop.customers.identify import Pair, identify, normalize_identities
+from omniloop.customers.identify import Pair, identify_profile, normalize_identities
+from omniloop.customers.models import Event
 from omniloop.customers.profiles import get_customer, profile_ids
 from omniloop.orders import pricing
 from omniloop.orders.errors import (
@@ -50,14 +60,46 @@ from omniloop.orders.listeners import order_recorded
 from omniloop.orders.models import Order, OrderChannel, OrderLine, OrderStatus, Refund
 from omniloop.orders.schemas import OrderIn
 from omniloop.tenancy.access import Actor, Permission
-from omniloop.tenancy.errors import StoreNotFound
-from omniloop.tenancy.models import Store
-from omniloop.tenancy.stores import get_store, get_store_by_code
+from omniloop.tenancy.errors import StoreNotFound, TenantNotFound
+from omniloop.tenancy.models import Store, Tenant
+from omniloop.tenancy.stores import get_store
 from omniloop.tenancy.tenants import get_tenant
 
 # How far ahead of the server's clock a payment time may be (a POS clock running fast).
 CLOCK_SKEW = timedelta(hours=1)
 MAX_PAGE = 500
+
+_ORDERS = cast(Table, Order.__table__)
+_LINES = cast(Table, OrderLine.__table__)
+_EVENTS = cast(Table, Event.__table__)
+_TENANTS = cast(Table, Tenant.__table__)
+_STORES = cast(Table, Store.__table__)
+# The statements of an ingestion, built once (SQLAlchemy caches their compiled form). What
+# an ingestion reads before it writes comes in one statement: the brand's currency and time
+# zone, the order's store (by id, by code, or none) and whether the external id is recorded
+# (each statement costs SQLAlchemy several times what SQLite takes to answer it).
+_STORE_ID_BY_CODE = select(_STORES.c.id).where(
+    _STORES.c.tenant_id == bindparam("tenant_id"), _STORES.c.code == bindparam("store_key"))
+_STORE_ID_BY_ID = select(_STORES.c.id).where(
+    _STORES.c.tenant_id == bindparam("tenant_id"), _STORES.c.id == bindparam("store_key"))
+_RECORDED_ID = select(_ORDERS.c.id).where(
+    _ORDERS.c.tenant_id == bindparam("tenant_id"),
+    _ORDERS.c.external_id == bindparam("external_id"))
+
+
+def _context_query(store: Select[Any] | None) -> Select[Any]:
+    store_column = (store.scalar_subquery() if store is not None
+                    else literal(None, String)).label("store_id")
+    return select(_TENANTS.c.currency, _TENANTS.c.timezone, store_column,
+                  _RECORDED_ID.scalar_subquery().label("recorded_id")
+                  ).where(_TENANTS.c.id == bindparam("tenant_id"))
+
+
+_CONTEXT = {"none": _context_query(None), "code": _context_query(_STORE_ID_BY_CODE),
+            "id": _context_query(_STORE_ID_BY_ID)}
+_INSERT_ORDER = insert(_ORDERS)
+_INSERT_LINES = insert(_LINES)
+_INSERT_EVENT = insert(_EVENTS)
 
 
 def require_write(actor: Actor) -> None:
@@ -122,17 +164,55 @@ def price(data: OrderIn) -> Priced:
                   total_minor=total)
 
 
-def _resolve_store(session: Session, actor: Actor,
-                   data: OrderIn) -> tuple[OrderChannel, Store | None]:
+@dataclass(frozen=True)
+class _Context:
+    """What an ingestion reads before it writes (see `_CONTEXT`)."""
+
+    currency: str
+    timezone: str
+    store_id: str | None  # the store named by store_id / store_code, if it exists
+    recorded: bool  # an order with this external id exists
+
+
+def _read_context(session: Session, actor: Actor, data: OrderIn) -> _Context:
+    if data.store_id is not None and data.store_code is not None:
+        kind, key = "none", None  # refused as ambiguous before any store is looked at
+    elif data.store_id is not None:
+        kind, key = "id", data.store_id
+    elif data.store_code is not None:
+        kind, key = "code", data.store_code.strip().upper()
+    else:
+        kind, key = "none", None
+    params: dict[str, Any] = {"tenant_id": actor.tenant_id, "external_id": data.external_id}
+    if key is not None:
+        params["store_key"] = key
+    row = session.connection().execute(_CONTEXT[kind], params).first()
+    if row is None:
+        raise TenantNotFound()
+    return _Context(currency=str(row.currency), timezone=str(row.timezone),
+                    store_id=row.store_id, recorded=row.recorded_id is not None)
+
+
+def _find_store_id(actor: Actor, data: OrderIn, context: _Context) -> str | None:
+    """The order's store id, as `stores.get_store` / `get_store_by_code` check it (the same
+    permission and visibility, the same error)."""
+    if data.store_id is None and data.store_code is None:
+        return None
+    actor.require(Permission.stores_read)
+    found = context.store_id
+    if found is None or not actor.sees_store(found):
+        raise StoreNotFound()
+    return found
+
+
+def _resolve_store(actor: Actor, data: OrderIn,
+                   context: _Context) -> tuple[OrderChannel, str | None]:
+    """The order's channel and store id; errors name the field."""
     if data.store_id is not None and data.store_code is not None:
         raise AmbiguousStore(field="store_code")
-    store: Store | None = None
     field = "store_id" if data.store_id is not None else "store_code"
     try:
-        if data.store_id is not None:
-            store = get_store(session, actor, data.store_id)
-        elif data.store_code is not None:
-            store = get_store_by_code(session, actor, data.store_code)
+        store = _find_store_id(actor, data, context)
     except StoreNotFound as exc:
         exc.field = field
         raise
@@ -147,14 +227,14 @@ def _resolve_store(session: Session, actor: Actor,
     return channel, store
 
 
-def _digest(data: OrderIn, channel: OrderChannel, store: Store | None, pairs: list[Pair],
+def _digest(data: OrderIn, channel: OrderChannel, store_id: str | None, pairs: list[Pair],
             paid_at: datetime) -> str:
     """What makes two requests the same order. Traits are not part of it: they describe the
     customer, not the purchase."""
     content: dict[str, Any] = {
         "source": data.source,
         "channel": channel.value,
-        "store_id": store.id if store is not None else None,
+        "store_id": store_id,
         "customer_id": data.customer_id,
         "identities": sorted([kind.value, value] for kind, value in pairs),
         "lines": [[line.sku, line.name, line.category, line.quantity, line.unit_price_minor,
@@ -194,8 +274,10 @@ def _customer_id(session: Session, actor: Actor, data: OrderIn) -> str | None:
             raise CustomerErased(field="customer_id")
         return customer.id
     if data.identities:
-        return identify(session, actor, data.identities, data.traits, source=data.source
-                        ).customer.id
+        # The profile's id is all an order needs: identify_profile spares loading the
+        # Customer as an ORM object (what `identify` adds on top).
+        return identify_profile(session, actor, data.identities, data.traits,
+                                source=data.source).customer_id
     return None
 
 
@@ -222,10 +304,12 @@ def ingest_order(session: Session, actor: Actor, data: OrderIn) -> tuple[Order, 
     recorded together with its `purchase` event.
     """
     require_write(actor)
-    tenant = get_tenant(session, actor.tenant_id)
-    if data.currency is not None and data.currency.upper() != tenant.currency:
-        raise CurrencyMismatch(field="currency", currency=tenant.currency)
-    paid_at = aware(data.paid_at, tenant.timezone)
+    session.flush()  # the Core statements below must see the caller's pending ORM changes
+    context = _read_context(session, actor, data)
+    currency, timezone = context.currency, context.timezone
+    if data.currency is not None and data.currency.upper() != currency:
+        raise CurrencyMismatch(field="currency", currency=currency)
+    paid_at = aware(data.paid_at, timezone)
     if paid_at > utcnow() + CLOCK_SKEW:
         raise PaidInFuture(field="paid_at")
     priced = price(data)
@@ -233,53 +317,77 @@ def ingest_order(session: Session, actor: Actor, data: OrderIn) -> tuple[Order, 
         raise AmbiguousCustomer(field="customer_id")
     if data.traits is not None and not data.identities:
         raise TraitsWithoutIdentities(field="traits")
-    channel, store = _resolve_store(session, actor, data)
+    channel, store_id = _resolve_store(actor, data, context)
     pairs = normalize_identities(data.identities)
-    digest = _digest(data, channel, store, pairs, paid_at)
+    digest = _digest(data, channel, store_id, pairs, paid_at)
 
-    existing = _find(session, actor.tenant_id, data.external_id)
-    if existing is not None:
+    if context.recorded:
+        existing = _find(session, actor.tenant_id, data.external_id)
+        assert existing is not None  # the same transaction just read it
         return _replay(existing, digest, data.external_id)
+    # PostgreSQL: a concurrent retry may insert the same external id meanwhile; the savepoint
+    # takes back this attempt's writes (its customer too). SQLite cannot race (see above).
+    racing = session.connection().dialect.name != "sqlite"
     try:
-        with session.begin_nested():
-            order = _insert(session, actor, data, priced, channel, store, paid_at, digest,
-                            tenant.currency)
+        with session.begin_nested() if racing else nullcontext():
+            order = _insert(session, actor, data, priced, channel, store_id, paid_at, digest,
+                            currency)
     except IntegrityError:
+        if not racing:
+            raise
         # The same external id was recorded meanwhile (a concurrent retry): answer with it.
         existing = _find(session, actor.tenant_id, data.external_id)
         if existing is None:
             raise
         return _replay(existing, digest, data.external_id)
-    record_event(session, actor, client_event_id=f"order:{order.id}", type="purchase",
-                 channel="offline" if store is not None else "online", source=data.source,
-                 customer_id=order.customer_id, store_id=order.store_id, occurred_at=paid_at,
-                 properties={"order_id": order.id, "external_id": order.external_id,
-                             "total_minor": order.total_minor, "currency": order.currency,
-                             "items": sum(line.quantity for line in order.lines)})
     order_recorded(session, actor, order)
     return order, True
 
 
 def _insert(session: Session, actor: Actor, data: OrderIn, priced: Priced,
-            channel: OrderChannel, store: Store | None, paid_at: datetime, digest: str,
+            channel: OrderChannel, store_id: str | None, paid_at: datetime, digest: str,
             currency: str) -> Order:
+    """Write the order, its lines and its `purchase` event; return the order as an ORM
+    object of the session, as stored (lines loaded, no refunds)."""
     customer_id = _customer_id(session, actor, data)
     names = _fill_from_catalogue(session, actor, priced.lines)
-    order = Order(
-        tenant_id=actor.tenant_id, external_id=data.external_id, source=data.source,
-        channel=channel, store_id=store.id if store is not None else None,
-        customer_id=customer_id, currency=currency, subtotal_minor=priced.subtotal_minor,
-        discount_minor=priced.discount_minor, total_minor=priced.total_minor,
-        refunded_minor=0, status=OrderStatus.paid, paid_at=paid_at, content_digest=digest,
-        lines=[OrderLine(tenant_id=actor.tenant_id, position=position, sku=line.sku,
-                         name=name, category=category, quantity=line.quantity,
-                         unit_price_minor=line.unit_price_minor,
-                         discount_minor=line.discount_minor, total_minor=line.total_minor,
-                         net_minor=line.net_minor, refunded_quantity=0)
-               for position, (line, (name, category))
-               in enumerate(zip(priced.lines, names, strict=True), start=1)])
+    session.flush()  # identify may have left ORM changes (a merge): write them first
+    tenant_id, now = actor.tenant_id, utcnow()
+    values: dict[str, Any] = {
+        "tenant_id": tenant_id, "id": new_id(), "external_id": data.external_id,
+        "source": data.source, "channel": channel, "store_id": store_id,
+        "customer_id": customer_id, "currency": currency,
+        "subtotal_minor": priced.subtotal_minor, "discount_minor": priced.discount_minor,
+        "total_minor": priced.total_minor, "refunded_minor": 0, "status": OrderStatus.paid,
+        "paid_at": paid_at, "content_digest": digest, "created_at": now, "updated_at": now}
+    lines = [{"tenant_id": tenant_id, "id": new_id(), "order_id": values["id"],
+              "position": position, "sku": line.sku, "name": name, "category": category,
+              "quantity": line.quantity, "unit_price_minor": line.unit_price_minor,
+              "discount_minor": line.discount_minor, "total_minor": line.total_minor,
+              "net_minor": line.net_minor, "refunded_quantity": 0}
+             for position, (line, (name, category))
+             in enumerate(zip(priced.lines, names, strict=True), start=1)]
+    connection = session.connection()
+    connection.execute(_INSERT_ORDER, values)
+    connection.execute(_INSERT_LINES, lines)
+    # The purchase event, as `customers.events.record_event` would store it, without its
+    # look-up first: its client event id names this new order, so no event can hold it yet
+    # (and the unique constraint would refuse a second one anyway).
+    connection.execute(_INSERT_EVENT, {
+        "tenant_id": tenant_id, "id": new_id(), "client_event_id": f"order:{values['id']}",
+        "type": "purchase", "channel": "offline" if store_id is not None else "online",
+        "source": data.source, "customer_id": customer_id, "store_id": store_id,
+        "campaign_id": None,
+        "properties": {"order_id": values["id"], "external_id": data.external_id,
+                       "total_minor": priced.total_minor, "currency": currency,
+                       "items": sum(line.quantity for line in priced.lines)},
+        "occurred_at": paid_at, "received_at": utcnow()})
+    # The rows are exactly these values: they join the session as stored, unread.
+    order = stored(Order, values)
     session.add(order)
-    session.flush()
+    stored_lines = [stored(OrderLine, line_values) for line_values in lines]
+    session.add_all(stored_lines)
+    set_committed_value(order, "lines", stored_lines)
     set_committed_value(order, "refunds", [])
     return order
 

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 from omniloop.core.db import Session
-from omniloop.core.errors import OmniloopError, ValidationFailed
+from omniloop.core.errors import N_, OmniloopError, ValidationFailed
 from omniloop.core.i18n import gettext
+
+WHOLE_ERROR = N_("Enter a whole number from {low} to {high}.")
+MONEY_ERROR = N_("Enter an amount like 100 or 99.50.")
+
+
+class FieldErrors:
+    """What a form reader collects while it turns typed strings into values: one message
+    per bad field (the first), translated, to show beside that field."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def fail(self, field: str, message: str, **params: Any) -> None:
+        self.errors.setdefault(field, gettext(message).format(**params))
 
 
 def refused(session: Session, error: OmniloopError) -> str:

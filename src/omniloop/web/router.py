@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
+from omniloop.analytics import pages as analytics_pages
 from omniloop.campaigns import code_pages as campaign_code_pages
 from omniloop.campaigns import consumer_pages as campaign_consumer_pages
 from omniloop.campaigns import pages as campaign_pages
@@ -14,7 +15,14 @@ from omniloop.core.errors_http import set_page_error_renderer
 from omniloop.customers import pages as customers_pages
 from omniloop.customers.consent_pages import router as consent_pages_router
 from omniloop.imports.pages import router as imports_pages_router
+from omniloop.loops import consumer_pages as loops_consumer_pages
+from omniloop.loops import pages as loops_pages
+from omniloop.loops import privacy as loops_privacy  # noqa: F401  (export and erasure)
+from omniloop.loyalty import pages as loyalty_pages
 from omniloop.loyalty import sections as loyalty_sections  # noqa: F401  (360 section)
+from omniloop.messaging import pages as messaging_pages
+from omniloop.messaging import privacy as messaging_privacy  # noqa: F401  (export, erasure)
+from omniloop.messaging import webhook_routes as messaging_webhooks
 from omniloop.orders import sections as orders_sections  # noqa: F401  (registers its 360 section)
 from omniloop.tenancy import pages as tenancy_pages
 from omniloop.web import admin
@@ -33,6 +41,12 @@ web_router.include_router(campaign_pages.router)
 web_router.include_router(campaign_code_pages.router)
 web_router.include_router(campaign_consumer_pages.router)
 web_router.include_router(pos_pages.router)
+web_router.include_router(loops_pages.router)
+web_router.include_router(loops_consumer_pages.router)
+web_router.include_router(loyalty_pages.router)
+web_router.include_router(analytics_pages.router)
+web_router.include_router(messaging_webhooks.router)
+web_router.include_router(messaging_pages.router)
 
 
 @web_router.get("/")

@@ -1,0 +1,1 @@
+"""Analytics: RFM segments, CLV (BG/NBD + Gamma-Gamma), store dashboards, campaign lift."""

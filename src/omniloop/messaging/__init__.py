@@ -1,0 +1,1 @@
+"""Messaging: LINE, e-mail, SMS and outgoing webhooks through a transactional outbox."""

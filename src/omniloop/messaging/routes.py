@@ -1,0 +1,301 @@
+"""HTTP API of messaging: the outbox (status, dead letters, replay), webhook subscriptions,
+sends to audiences, and phone verification. Thin: parse, call the service, shape."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, status
+from pydantic import Field
+
+from omniloop.api.deps import ApiActor, SessionDep, client_ip
+from omniloop.core.clock import aware
+from omniloop.core.db import get_database
+from omniloop.core.schemas import RequestModel, ResponseModel, UtcDatetime
+from omniloop.messaging import journeys, otp, outbox, sends, webhooks
+from omniloop.messaging.models import (
+    MessageSend,
+    OutboxChannel,
+    OutboxMessage,
+    OutboxStatus,
+    WebhookEndpoint,
+)
+from omniloop.tenancy.tenants import get_tenant, get_tenant_by_slug
+
+router = APIRouter(tags=["messaging"])
+
+
+class MessageOut(ResponseModel):
+    id: str
+    channel: OutboxChannel
+    purpose: str
+    customer_id: str | None
+    recipient: str
+    status: OutboxStatus
+    reason: str | None
+    attempts: int
+    last_error: str | None
+    send_id: str | None
+    next_attempt_at: UtcDatetime
+    created_at: UtcDatetime
+    sent_at: UtcDatetime | None
+
+    @classmethod
+    def of(cls, message: OutboxMessage) -> MessageOut:
+        return cls.model_validate(message)
+
+
+@router.get("/messages", summary="Messages in the outbox", operation_id="messaging-list")
+def list_messages(actor: ApiActor, session: SessionDep,
+                  status_: Annotated[OutboxStatus | None, Query(alias="status")] = None,
+                  channel: OutboxChannel | None = None, send_id: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[MessageOut]:
+    """Newest first; `status=dead` lists the dead letters."""
+    return [MessageOut.of(m) for m in outbox.list_messages(
+        session, actor, status=status_, channel=channel, send_id=send_id, limit=limit)]
+
+
+class ReplayIn(RequestModel):
+    ids: list[str] = Field(min_length=1, max_length=500)
+
+
+@router.post("/messages/replay", summary="Send dead letters again",
+             operation_id="messaging-replay")
+def replay(body: ReplayIn, actor: ApiActor, session: SessionDep) -> dict[str, int]:
+    """Only dead letters; their tries start again from one."""
+    return {"replayed": outbox.replay(session, actor, body.ids)}
+
+
+@router.get("/messages/stats", summary="Messages per status", operation_id="messaging-stats")
+def stats(actor: ApiActor, session: SessionDep,
+          send_id: str | None = None) -> dict[str, int]:
+    return {s.value: n for s, n in outbox.status_counts(session, actor, send_id=send_id).items()}
+
+
+# --- webhook subscriptions ----------------------------------------------------------------
+
+
+class EndpointIn(RequestModel):
+    url: str = Field(max_length=500, description="Where events are POSTed (http or https).")
+    event_types: list[str] = Field(min_length=1, max_length=20,
+                                   description=", ".join(webhooks.EVENT_TYPES))
+    description: str = Field(default="", max_length=200)
+    active: bool = True
+
+
+class EndpointOut(ResponseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str
+    active: bool
+    created_at: datetime
+
+
+class EndpointCreated(EndpointOut):
+    secret: str = Field(description="The signing secret (whsec_…), shown only now.")
+
+
+@router.get("/webhook-endpoints", summary="Webhook subscriptions",
+            operation_id="webhooks-list")
+def list_endpoints(actor: ApiActor, session: SessionDep) -> list[EndpointOut]:
+    return [EndpointOut.model_validate(e) for e in webhooks.list_endpoints(session, actor)]
+
+
+@router.post("/webhook-endpoints", status_code=status.HTTP_201_CREATED,
+             summary="Subscribe an endpoint", operation_id="webhooks-create")
+def create_endpoint(body: EndpointIn, actor: ApiActor, session: SessionDep) -> EndpointCreated:
+    """Events are signed per Standard Webhooks with the returned secret."""
+    endpoint, secret = webhooks.create_endpoint(session, actor, body.url, body.event_types,
+                                                body.description)
+    if not body.active:
+        endpoint.active = False
+    return EndpointCreated(**_endpoint(endpoint), secret=secret)
+
+
+def _endpoint(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return EndpointOut.model_validate(endpoint).model_dump()
+
+
+@router.put("/webhook-endpoints/{endpoint_id}", summary="Change a subscription",
+            operation_id="webhooks-update")
+def update_endpoint(endpoint_id: str, body: EndpointIn, actor: ApiActor,
+                    session: SessionDep) -> EndpointOut:
+    endpoint = webhooks.update_endpoint(session, actor, endpoint_id, url=body.url,
+                                        event_types=body.event_types, active=body.active,
+                                        description=body.description)
+    return EndpointOut.model_validate(endpoint)
+
+
+# --- sends --------------------------------------------------------------------------------
+
+
+class AudienceIn(RequestModel):
+    kind: Literal["channel", "tag", "near_store"]
+    tag: str | None = Field(default=None, max_length=60)
+    store_id: str | None = None
+    km: float | None = Field(default=None, gt=0, le=500)
+
+
+class ContentIn(RequestModel):
+    text: str = Field(min_length=1, max_length=5000)
+    subject: str | None = Field(default=None, max_length=200)
+    html: str | None = Field(default=None, max_length=100_000)
+    title: str | None = Field(default=None, max_length=100)
+
+
+class SendIn(RequestModel):
+    name: str = Field(min_length=1, max_length=120)
+    channel: Literal["line", "email", "sms"]
+    audience: AudienceIn
+    content: ContentIn
+    campaign_id: str | None = None
+    scheduled_at: datetime | None = Field(
+        default=None, description="Later: a scheduled send; without an offset, the brand's "
+                                  "local time. Empty: now.")
+
+
+class SendOut(ResponseModel):
+    id: str
+    name: str
+    channel: OutboxChannel
+    campaign_id: str | None
+    audience: dict[str, Any]
+    status: str
+    scheduled_at: UtcDatetime
+    audience_count: int
+    holdout_count: int
+    enqueued_count: int
+    progress: dict[str, int] = Field(default_factory=dict,
+                                     description="Messages per delivery status.")
+
+
+def _send_out(session: SessionDep, actor: ApiActor, send: MessageSend) -> SendOut:
+    return _with_progress(send, outbox.status_counts(session, actor, send_id=send.id))
+
+
+def _with_progress(send: MessageSend, counts: dict[OutboxStatus, int]) -> SendOut:
+    out = SendOut.model_validate(send)
+    out.progress = {s.value: n for s, n in counts.items()}
+    return out
+
+
+@router.post("/message-sends", status_code=status.HTTP_201_CREATED,
+             summary="Send a message to an audience", operation_id="sends-create")
+def create_send(body: SendIn, actor: ApiActor, session: SessionDep) -> SendOut:
+    scheduled = None
+    if body.scheduled_at is not None:
+        scheduled = aware(body.scheduled_at, get_tenant(session, actor.tenant_id).timezone)
+    send = sends.create_send(session, actor, name=body.name, channel=OutboxChannel(body.channel),
+                             audience=body.audience.model_dump(exclude_none=True),
+                             content=body.content.model_dump(exclude_none=True),
+                             campaign_id=body.campaign_id, scheduled_at=scheduled)
+    return _send_out(session, actor, send)
+
+
+@router.get("/message-sends", summary="Sends, newest first", operation_id="sends-list")
+def list_sends(actor: ApiActor, session: SessionDep) -> list[SendOut]:
+    listed = sends.list_sends(session, actor)
+    counts = outbox.status_counts_by_send(session, actor, [s.id for s in listed])
+    return [_with_progress(s, counts[s.id]) for s in listed]
+
+
+@router.get("/message-sends/{send_id}", summary="A send and its delivery progress",
+            operation_id="sends-get")
+def get_send(send_id: str, actor: ApiActor, session: SessionDep) -> SendOut:
+    return _send_out(session, actor, sends.get_send(session, actor, send_id))
+
+
+@router.post("/message-sends/{send_id}/cancel", summary="Cancel a scheduled send",
+             operation_id="sends-cancel")
+def cancel_send(send_id: str, actor: ApiActor, session: SessionDep) -> SendOut:
+    return _send_out(session, actor, sends.cancel_send(session, actor, send_id))
+
+
+# --- phone verification (public: the consumer pages call it) --------------------------------
+
+
+class PhoneIn(RequestModel):
+    phone: str = Field(min_length=6, max_length=32)
+
+
+class VerificationOut(ResponseModel):
+    id: str
+    expires_at: UtcDatetime
+
+
+class CodeIn(RequestModel):
+    code: str = Field(min_length=4, max_length=10)
+
+
+class VerifiedOut(ResponseModel):
+    phone: str
+    token: str = Field(description="Proof of the phone for 15 minutes (claim pages take it).")
+
+
+@router.post("/brands/{tenant_slug}/phone-verifications", status_code=status.HTTP_201_CREATED,
+             summary="Text a one-time code to a phone", operation_id="otp-start")
+def start_verification(tenant_slug: str, body: PhoneIn, request: Request,
+                       session: SessionDep) -> VerificationOut:
+    """No API key: the brand's consumer pages call it. Limited per phone and per IP (429)."""
+    tenant = get_tenant_by_slug(session, tenant_slug)
+    row = otp.start(session, tenant, body.phone, client_ip(request))
+    return VerificationOut(id=row.id, expires_at=row.expires_at)
+
+
+@router.post("/brands/{tenant_slug}/phone-verifications/{verification_id}/check",
+             summary="Check a one-time code", operation_id="otp-check")
+def check_verification(tenant_slug: str, verification_id: str, body: CodeIn) -> VerifiedOut:
+    """At most 5 checks per code; a wrong or expired code is 400
+    `verification_code_invalid`."""
+    # Its own unit of work: the counted attempt commits even when the code is wrong.
+    with get_database().unit_of_work() as session:
+        tenant = get_tenant_by_slug(session, tenant_slug)
+        result = otp.check(session, tenant.id, verification_id, body.code)
+    otp.raise_if_failed(result)
+    assert result.phone is not None
+    assert result.token is not None
+    return VerifiedOut(phone=result.phone, token=result.token)
+
+
+# --- journeys -----------------------------------------------------------------------------
+
+
+class JourneyIn(RequestModel):
+    name: str = Field(min_length=1, max_length=120)
+    trigger: str = Field(description=", ".join(journeys.TRIGGERS))
+    wait_minutes: int = Field(default=0, ge=0, le=journeys.MAX_WAIT_MINUTES)
+    condition: dict[str, str] = Field(
+        default_factory=dict, description='{} (everyone), {"consent": "line"}, {"tag": "vip"}')
+    actions: list[dict[str, Any]] = Field(
+        min_length=1, max_length=5,
+        description='{"kind": "message", "channel": "line", "text": "…{name}…"}, '
+                    '{"kind": "coupon", "campaign_id": "…"}, {"kind": "points", "points": 50}')
+
+
+class JourneyOut(ResponseModel):
+    id: str
+    name: str
+    trigger: str
+    wait_minutes: int
+    condition: dict[str, Any]
+    actions: list[dict[str, Any]]
+    active: bool
+    runs: dict[str, int] = Field(default_factory=dict, description="Runs per state.")
+
+
+@router.get("/journeys", summary="Journeys with their run counts", operation_id="journeys-list")
+def list_journeys(actor: ApiActor, session: SessionDep) -> list[JourneyOut]:
+    return [JourneyOut(**JourneyOut.model_validate(j).model_dump(exclude={"runs"}), runs=c)
+            for j, c in journeys.list_journeys(session, actor)]
+
+
+@router.post("/journeys", status_code=status.HTTP_201_CREATED, summary="Create a journey",
+             operation_id="journeys-create")
+def create_journey(body: JourneyIn, actor: ApiActor, session: SessionDep) -> JourneyOut:
+    """Each customer enters once per trigger occurrence; every step is logged on the run."""
+    journey = journeys.create_journey(session, actor, name=body.name, trigger=body.trigger,
+                                      wait_minutes=body.wait_minutes,
+                                      condition=dict(body.condition), actions=body.actions)
+    return JourneyOut.model_validate(journey)
