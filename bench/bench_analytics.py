@@ -21,9 +21,10 @@ What is timed, all in this one process, as of today (the brand's time zone):
 * **omniloop** — `rfm.score_customers(session, actor, today)`, the function the platform
   calls: one row per customer from `customer_order_totals`, then NumPy for the quintiles and
   segments. Best and median of `--repeat` runs; the split between reading (with fetching the
-  rows into Python) and NumPy is printed too. Also, once, as of the last day of the data,
-  which takes the other path: one GROUP BY over every order (answered from the covering
-  index).
+  rows into Python) and NumPy is printed too. Also, once each, as of past days (the last
+  day of the data, and 30, 90 and 365 days before it): the totals less the orders paid
+  since, or, when most orders were paid since, one GROUP BY over every order (answered from
+  the covering index); the GROUP BY alone is timed beside each.
 * **pandas** — the same result from the same database: `pandas.read_sql_query` of the orders'
   customer, payment time, status and amounts, then filter, `groupby(...).agg(...)`,
   `rank(method="min")` quintiles and the same segment grid. Its reading and its computing are
@@ -50,7 +51,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ SPAN_SECONDS = 2 * 365 * 86_400
 CDNOW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cdnow" \
     / "CDNOW_sample.txt"
 TARGET_RFM_SECONDS = 5.0
+# Past days scored besides today: days before the last day of the data.
+PAST_DAYS = (0, 30, 90, 365)
 TARGET_PANDAS_RATIO = 10.0
 TARGET_LIFETIMES_RATIO = 20.0
 TARGET_FIT_SECONDS = 1.0
@@ -78,7 +81,8 @@ class Results:
     omniloop: list[float] = field(default_factory=list)
     omniloop_query: float = 0.0
     omniloop_numpy: float = 0.0
-    omniloop_past: float = 0.0
+    # days before the last day of the data → (seconds via the totals, via the GROUP BY)
+    omniloop_past: dict[int, tuple[float, float]] = field(default_factory=dict)
     pandas_read: float = 0.0
     pandas_compute: float = 0.0
     pandas_equal: bool = False
@@ -189,11 +193,21 @@ def run_omniloop(path: Path, tenant_id: str, as_of: date, past: date, repeat: in
         rfm.score(inputs, as_of)
         results.omniloop_query = middle - begin
         results.omniloop_numpy = time.perf_counter() - middle
-    # And as of a past day: the GROUP BY over every order.
+    # And as of past days: the totals less what was paid since (`rfm._totals_as_of`), or
+    # the GROUP BY over every order when most were paid since; beside the GROUP BY itself.
+    for days_back in PAST_DAYS:
+        day = past - timedelta(days=days_back)
+        with database.unit_of_work(write=False) as session:
+            gc.collect()
+            begin = time.perf_counter()
+            rfm.score_customers(session, actor, day)
+            via_totals = time.perf_counter() - begin
+        with database.unit_of_work(write=False) as session:
+            gc.collect()
+            begin = time.perf_counter()
+            rfm.score(rfm.rfm_inputs(session, tenant_id, day, timezone, use_totals=False), day)
+            results.omniloop_past[days_back] = (via_totals, time.perf_counter() - begin)
     with database.unit_of_work(write=False) as session:
-        begin = time.perf_counter()
-        rfm.score_customers(session, actor, past)
-        results.omniloop_past = time.perf_counter() - begin
         plan = session.connection().exec_driver_sql(
             "EXPLAIN QUERY PLAN SELECT customer_id, max(paid_at), count(*), "
             "sum(total_minor - refunded_minor) FROM orders WHERE tenant_id = ? AND "
@@ -336,9 +350,11 @@ def report(r: Results, markdown: bool, load: tuple[float, float] | None) -> str:
     rows = [
         ("omniloop RFM as of today (totals + NumPy)", f"{best:.2f} s best, {median:.2f} s median",
          f"read+fetch {r.omniloop_query:.2f} s, NumPy {r.omniloop_numpy:.2f} s", "–"),
-        ("omniloop RFM as of the last day of data (GROUP BY + NumPy)",
-         f"{r.omniloop_past:.2f} s", "every order visited", "–"),
     ]
+    for days_back, (via_totals, via_orders) in r.omniloop_past.items():
+        day = "the last day of the data" + (f" − {days_back} days" if days_back else "")
+        rows.append((f"omniloop RFM as of {day}", f"{via_totals:.2f} s",
+                     f"the GROUP BY over every order alone: {via_orders:.2f} s", "–"))
     if pandas_total:
         rows.append(("pandas: read_sql + group-by", f"{pandas_total:.2f} s",
                      f"read {r.pandas_read:.2f} s, group-by and scores "

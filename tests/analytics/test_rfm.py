@@ -250,3 +250,42 @@ def test_totals_kept_by_the_listeners_equal_the_orders(session: Session,
     rebuild_totals(session, history.tenant.id)
     session.commit()
     assert rows() == kept
+
+
+@pytest.mark.parametrize("subtract_at_most", [1.0, rfm.SUBTRACT_AT_MOST])
+def test_past_days_from_the_totals_equal_the_orders(session: Session, history: History,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    subtract_at_most: float) -> None:
+    """A past day reads the totals less what was paid since (or, when that is most of the
+    orders, the orders): every day gives what the GROUP BY over the orders gives."""
+    monkeypatch.setattr(rfm, "SUBTRACT_AT_MOST", subtract_at_most)
+    fresh(session)
+    for days_back in (-1, 0, 1, 7, 30, 90, 180, 400):
+        as_of = END - timedelta(days=days_back)
+        via_totals = rfm.rfm_inputs(session, history.tenant.id, as_of, "Asia/Taipei")
+        via_orders = rfm.rfm_inputs(session, history.tenant.id, as_of, "Asia/Taipei",
+                                    use_totals=False)
+        assert via_totals.customer_ids == via_orders.customer_ids, days_back
+        assert via_totals.recency_days.tolist() == via_orders.recency_days.tolist(), days_back
+        assert via_totals.frequency.tolist() == via_orders.frequency.tolist(), days_back
+        assert via_totals.monetary_minor.tolist() == via_orders.monetary_minor.tolist()
+
+
+def test_totals_out_of_step_with_the_orders_give_way_to_the_orders(
+        session: Session, history: History) -> None:
+    from sqlalchemy import update
+
+    from omniloop.analytics.models import CustomerOrderTotal
+
+    fresh(session)
+    # A row lost (an order written around the listeners): the orders are the truth.
+    session.execute(update(CustomerOrderTotal).where(
+        CustomerOrderTotal.tenant_id == history.tenant.id,
+        CustomerOrderTotal.customer_id == history.customers[1]).values(orders=0))
+    as_of = END - timedelta(days=30)
+    via_totals = rfm.rfm_inputs(session, history.tenant.id, as_of, "Asia/Taipei")
+    via_orders = rfm.rfm_inputs(session, history.tenant.id, as_of, "Asia/Taipei",
+                                use_totals=False)
+    assert via_totals.customer_ids == via_orders.customer_ids
+    assert via_totals.frequency.tolist() == via_orders.frequency.tolist()
+    session.rollback()
