@@ -19,7 +19,7 @@ from omniloop.messaging.models import OutboxChannel
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Tenant
 from tests.customers.factories import make_customer
-from tests.messaging.standins import LineStandIn
+from tests.messaging.standins import LineStandIn, SmtpStandIn
 from tests.tenancy.factories import make_tenant
 
 LINE_TOKEN = "test-channel-access-token"
@@ -61,6 +61,21 @@ def clock() -> Clock:
 def line() -> Iterator[LineStandIn]:
     with LineStandIn(token=LINE_TOKEN) as standin:
         yield standin
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpStandIn]:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+    with SmtpStandIn() as server:
+        yield server
+
+
+def setup_email(database: Database, tenant: Tenant, smtp: SmtpStandIn) -> None:
+    """The brand's e-mail channel pointed at the stand-in."""
+    with database.unit_of_work() as work:
+        channels.save_channel(work, system_actor(tenant.id), OutboxChannel.email, {
+            "host": "127.0.0.1", "port": str(smtp.port), "from_address": "news@bean.example",
+            "security": "none", "username": ""}, {"password": ""})
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from email.message import Message
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -288,7 +288,7 @@ class _WebhookHandler(_Handler):
 class _SmtpHandler:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.by_message_id: dict[str, Message] = {}
+        self.by_message_id: dict[str, EmailMessage] = {}
         self.received = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
@@ -319,5 +319,5 @@ class SmtpStandIn:
         return int(self.controller.port)
 
     @property
-    def mails(self) -> list[Message]:
+    def mails(self) -> list[EmailMessage]:
         return list(self.handler.by_message_id.values())

@@ -17,16 +17,10 @@ from omniloop.messaging.senders import EmailSender, SmtpConfig
 from omniloop.messaging.service import message_customer
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Tenant
-from tests.messaging.conftest import Clock, make_member
+from tests.messaging.conftest import Clock, make_member, setup_email
 from tests.messaging.standins import SmsStandIn, SmtpStandIn
 
 SMS_TOKEN = "sms-provider-token"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpStandIn]:
-    with SmtpStandIn() as server:
-        yield server
 
 
 @pytest.fixture
@@ -35,17 +29,10 @@ def sms() -> Iterator[SmsStandIn]:
         yield server
 
 
-def _setup_email(database: Database, tenant: Tenant, smtp: SmtpStandIn) -> None:
-    with database.unit_of_work() as work:
-        channels.save_channel(work, system_actor(tenant.id), OutboxChannel.email, {
-            "host": "127.0.0.1", "port": str(smtp.port), "from_address": "news@bean.example",
-            "security": "none", "username": ""}, {"password": ""})
-
-
 def test_marketing_email_has_html_text_and_one_click_unsubscribe(
         client: TestClient, database: Database, session: Session, tenant: Tenant,
         smtp: SmtpStandIn, dispatcher: Dispatcher) -> None:
-    _setup_email(database, tenant, smtp)
+    setup_email(database, tenant, smtp)
     member = make_member(session, tenant, email="Mei@Example.com")
     actor = system_actor(tenant.id)
     content = {"subject": "秋季新品上市", "text": "新品 9 折，限時一週。",
@@ -91,7 +78,7 @@ def test_a_resent_mail_keeps_its_message_id(smtp: SmtpStandIn) -> None:
 
 def test_smtp_down_is_retried(database: Database, session: Session, tenant: Tenant,
                               smtp: SmtpStandIn, dispatcher: Dispatcher, clock: Clock) -> None:
-    _setup_email(database, tenant, smtp)
+    setup_email(database, tenant, smtp)
     member = make_member(session, tenant, email="a@example.com")
     with database.unit_of_work() as work:
         channels.save_channel(work, system_actor(tenant.id), OutboxChannel.email, {
@@ -100,7 +87,7 @@ def test_smtp_down_is_retried(database: Database, session: Session, tenant: Tena
         message_customer(work, system_actor(tenant.id), member.id, OutboxChannel.email,
                          Purpose.transactional, "receipt", {"subject": "收據", "text": "謝謝"})
     assert dispatcher.run_once().retried == 1
-    _setup_email(database, tenant, smtp)
+    setup_email(database, tenant, smtp)
     clock.advance(minutes=1)
     assert dispatcher.run_once().sent == 1
     assert len(smtp.mails) == 1

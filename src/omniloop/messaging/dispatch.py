@@ -48,7 +48,7 @@ from omniloop.core.ratelimit import RateLimiter, get_rate_limiter
 from omniloop.core.settings import get_settings
 from omniloop.customers.consent import list_unsubscribe_headers, may_message
 from omniloop.customers.models import Channel, ConsentStatus, Customer, CustomerConsent
-from omniloop.messaging import channels, crypto, webhooks
+from omniloop.messaging import channels, crypto, tracking, webhooks
 from omniloop.messaging.errors import ChannelNotConfigured, CredentialsUnreadable
 from omniloop.messaging.models import (
     ChannelConfig,
@@ -513,7 +513,11 @@ class Dispatcher:
                 return sender.send(unit.unit_id, recipients, row.payload)  # type: ignore[no-any-return]
             if unit.channel is OutboxChannel.email:
                 headers = unit.extra.get("headers", {}).get(row.id, {})
-                return sender.send(row.id, row.recipient, row.payload, headers)  # type: ignore[no-any-return]
+                payload = row.payload
+                if row.purpose is Purpose.marketing and payload.get("html"):
+                    payload = {**payload, "html": tracking.instrument(
+                        str(payload["html"]), row.tenant_id, row.id)}
+                return sender.send(row.id, row.recipient, payload, headers)  # type: ignore[no-any-return]
             return sender.send(row.id, row.recipient, row.payload)  # type: ignore[no-any-return]
         except Exception as exc:  # noqa: BLE001 - a sender bug must not lose the lease's rows
             log.exception("sending %s %s failed", unit.channel.value, unit.unit_id)

@@ -116,6 +116,10 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = created_at_column()
     sent_at: Mapped[datetime | None] = mapped_column()
+    # E-mail tracking (`messaging.tracking`): the first open and click, and every click.
+    opened_at: Mapped[datetime | None] = mapped_column()
+    clicked_at: Mapped[datetime | None] = mapped_column()
+    clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class MessagingSettings(Base):

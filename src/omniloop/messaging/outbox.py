@@ -200,6 +200,31 @@ def status_counts(session: Session, actor: Actor, *,
     return counts
 
 
+@dataclass(frozen=True)
+class Engagement:
+    """What the people of a send did with its e-mails (`messaging.tracking`)."""
+
+    sent: int
+    opened: int
+    clicked: int  # messages with a click
+    clicks: int  # every click
+
+    def share(self, count: int) -> float | None:
+        return count / self.sent if self.sent else None
+
+
+def engagement(session: Session, actor: Actor, send_id: str) -> Engagement:
+    """Opens and clicks of one send's messages, counted per message."""
+    actor.require(Permission.campaigns_read)
+    sent, opened, clicked, clicks = session.execute(
+        select(func.count(OutboxMessage.sent_at), func.count(OutboxMessage.opened_at),
+               func.count(OutboxMessage.clicked_at),
+               func.coalesce(func.sum(OutboxMessage.clicks), 0))
+        .where(OutboxMessage.tenant_id == actor.tenant_id,
+               OutboxMessage.send_id == send_id)).one()
+    return Engagement(int(sent), int(opened), int(clicked), int(clicks))
+
+
 def status_counts_by_send(session: Session, actor: Actor,
                           send_ids: Iterable[str]) -> dict[str, dict[OutboxStatus, int]]:
     """`status_counts` of several sends in one query (the overview lists 50)."""

@@ -176,8 +176,10 @@ def send_detail(send_id: str, admin: Admin, session: SessionDep,
     send = sends.get_send(session, admin.actor, send_id)
     counts = outbox.status_counts(session, admin.actor, send_id=send.id)
     recipients = outbox.list_messages(session, admin.actor, send_id=send.id, limit=200)
+    engagement = (outbox.engagement(session, admin.actor, send.id)
+                  if send.channel is OutboxChannel.email else None)
     return render(admin.request, "admin/messaging/send.html", admin.template_values(
-        "messaging", send=send, counts=counts, recipients=recipients,
+        "messaging", send=send, counts=counts, recipients=recipients, engagement=engagement,
         can_manage=admin.actor.can(Permission.campaigns_manage), flash=flash_message(done),
         **_labels()))
 

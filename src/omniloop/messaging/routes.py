@@ -3,6 +3,7 @@ sends to audiences, and phone verification. Thin: parse, call the service, shape
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -40,6 +41,10 @@ class MessageOut(ResponseModel):
     next_attempt_at: UtcDatetime
     created_at: UtcDatetime
     sent_at: UtcDatetime | None
+    opened_at: UtcDatetime | None = Field(
+        description="Marketing e-mails: the first open (the tracking image or a click).")
+    clicked_at: UtcDatetime | None = Field(description="Marketing e-mails: the first click.")
+    clicks: int = Field(description="Marketing e-mails: clicks on its links.")
 
     @classmethod
     def of(cls, message: OutboxMessage) -> MessageOut:
@@ -169,6 +174,9 @@ class SendOut(ResponseModel):
     enqueued_count: int
     progress: dict[str, int] = Field(default_factory=dict,
                                      description="Messages per delivery status.")
+    engagement: dict[str, int] | None = Field(
+        default=None, description="E-mail sends: messages `sent`, `opened` and `clicked`, "
+                                  "and `clicks` in all (one send's own page; not in lists).")
 
 
 def _send_out(session: SessionDep, actor: ApiActor, send: MessageSend) -> SendOut:
@@ -204,7 +212,11 @@ def list_sends(actor: ApiActor, session: SessionDep) -> list[SendOut]:
 @router.get("/message-sends/{send_id}", summary="A send and its delivery progress",
             operation_id="sends-get")
 def get_send(send_id: str, actor: ApiActor, session: SessionDep) -> SendOut:
-    return _send_out(session, actor, sends.get_send(session, actor, send_id))
+    send = sends.get_send(session, actor, send_id)
+    out = _send_out(session, actor, send)
+    if send.channel is OutboxChannel.email:
+        out.engagement = asdict(outbox.engagement(session, actor, send.id))
+    return out
 
 
 @router.post("/message-sends/{send_id}/cancel", summary="Cancel a scheduled send",

@@ -22,6 +22,7 @@ from omniloop.loyalty import pages as loyalty_pages
 from omniloop.loyalty import sections as loyalty_sections  # noqa: F401  (360 section)
 from omniloop.messaging import pages as messaging_pages
 from omniloop.messaging import privacy as messaging_privacy  # noqa: F401  (export, erasure)
+from omniloop.messaging import tracking_routes as messaging_tracking
 from omniloop.messaging import webhook_routes as messaging_webhooks
 from omniloop.orders import sections as orders_sections  # noqa: F401  (registers its 360 section)
 from omniloop.tenancy import pages as tenancy_pages
@@ -46,6 +47,7 @@ web_router.include_router(loops_consumer_pages.router)
 web_router.include_router(loyalty_pages.router)
 web_router.include_router(analytics_pages.router)
 web_router.include_router(messaging_webhooks.router)
+web_router.include_router(messaging_tracking.router)
 web_router.include_router(messaging_pages.router)
 
 
