@@ -9,7 +9,8 @@ behind every other scan and one that never touches the write lock (docs/benchmar
 What a batch writes: the `qr_scan` / `link_click` / `review_clicked` events (multi-row
 INSERT; each has a fresh client event id, so a batch never collides with itself), with the
 customer resolved from the anonymous device id where that device already belongs to a
-profile, and the short links' click counters (one UPDATE per link).
+profile, the short links' click counters (one UPDATE per link) and the touchpoints' scan
+counters (one UPDATE per touchpoint; a scanned touchpoint is retired, never deleted).
 
 The price, written down in docs/loops.md: a scan is in the database up to ~200 ms after the
 redirect, and a process killed hard (SIGKILL, power loss) loses the scans of its last batch.
