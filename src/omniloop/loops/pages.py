@@ -248,8 +248,6 @@ def retire_touchpoint(touchpoint_id: str, admin: Admin, session: SessionDep) -> 
 
 @router.post("/touchpoints/{touchpoint_id}/delete", dependencies=[CsrfChecked])
 def delete_touchpoint(touchpoint_id: str, admin: Admin, session: SessionDep) -> Response:
-    admin.actor.require(Permission.campaigns_manage)
-    touchpoint = tp_service.get_touchpoint(session, admin.actor, touchpoint_id)
     try:
         tp_service.delete_touchpoint(session, admin.actor, touchpoint_id)
     except OmniloopError as error:
