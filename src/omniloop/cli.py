@@ -42,6 +42,7 @@ apikey_app = typer.Typer(no_args_is_help=True)
 import_app = typer.Typer(no_args_is_help=True)
 loyalty_app = typer.Typer(no_args_is_help=True)
 analytics_app = typer.Typer(no_args_is_help=True)
+loops_app = typer.Typer(no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(store_app, name="store")
@@ -50,6 +51,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(import_app, name="import")
 app.add_typer(loyalty_app, name="loyalty")
 app.add_typer(analytics_app, name="analytics")
+app.add_typer(loops_app, name="loops")
 
 
 @app.callback()
@@ -526,6 +528,26 @@ def loyalty_daily(tenant: Annotated[str | None, typer.Option(
                        f"{run.tiers.evaluated}; birthday coupons: {run.birthdays.issued}"
                        + (f" ({len(run.birthdays.refused)} refused by their campaign)"
                           if run.birthdays.refused else ""))
+
+
+@loops_app.callback()
+def loops_group() -> None:
+    """The in-store loop: touchpoints, feedback, referrals."""
+
+
+@loops_app.command("expire-referrals")
+def loops_expire_referrals(tenant: Annotated[str | None, typer.Option(
+        "--tenant", metavar="SLUG", help="Only this brand (default: every brand).")] = None,
+                           ) -> None:
+    """Mark referrals whose window passed without a store purchase as expired. Safe to run
+    again (the worker runs it hourly)."""
+    from omniloop.loops.jobs import expire_referrals
+
+    with _unit_of_work() as session:
+        chosen = ([tenants.get_tenant_by_slug(session, tenant)] if tenant
+                  else tenants.list_tenants(session))
+        for brand in chosen:
+            typer.echo(f"{brand.slug}: {expire_referrals(session, brand.id)} referrals expired")
 
 
 @analytics_app.callback()

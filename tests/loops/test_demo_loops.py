@@ -51,6 +51,15 @@ def test_demo_loop_tells_a_story(session: Session) -> None:
     assert overall.k is not None
     assert overall.k > 0
     assert sum(f.scans for f in report.stores) == overall.scans
+    # The touchpoints' scan counters agree with the scans recorded (they decide retire or
+    # delete in the admin).
+    from omniloop.customers.models import Event
+
+    at_touchpoints = sum(1 for props in session.scalars(
+        select(Event.properties).where(Event.type == "qr_scan"))
+        if props.get("touchpoint_id"))
+    assert at_touchpoints > 0
+    assert session.scalar(select(func.sum(Touchpoint.scans))) == at_touchpoints
     again = load_demo(session, customers=CUSTOMERS)  # a second load adds nothing
     session.commit()
     assert "touchpoints" not in again.created

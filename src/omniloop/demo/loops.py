@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from omniloop.campaigns.models import CampaignKind, Coupon
 from omniloop.campaigns.redemption import redeem
@@ -144,6 +144,12 @@ class _Loader:
                      source="touchpoint", customer_id=customer_id,
                      store_id=self.store_ids[store], occurred_at=when,
                      properties=dict(properties))
+        if type_ == "qr_scan" and properties.get("touchpoint_id"):
+            # What the recorder adds for a real scan (the admin offers to retire, not delete).
+            self.session.execute(update(Touchpoint).where(
+                Touchpoint.tenant_id == self.actor.tenant_id,
+                Touchpoint.id == properties["touchpoint_id"])
+                .values(scans=Touchpoint.scans + 1).execution_options(synchronize_session=False))
         self.created["events"] += 1
 
     def visits(self, members: list[_Member]) -> list[tuple[_Member, datetime]]:

@@ -11,6 +11,17 @@ class TouchpointNotFound(NotFound):
     message = N_("Touchpoint not found.")
 
 
+class TouchpointRetired(Conflict):
+    code = "touchpoint_retired"
+    message = N_("This touchpoint is retired: its code stays out of use. Create a new one.")
+
+
+class TouchpointScanned(Conflict):
+    code = "touchpoint_scanned"
+    message = N_("This touchpoint has been scanned, so it cannot be deleted (its scans stay "
+                 "in the loop report). Retire it instead.")
+
+
 class TouchpointInvalid(ValidationFailed):
     code = "touchpoint_invalid"
     message = N_("This touchpoint cannot be saved: {reason}")

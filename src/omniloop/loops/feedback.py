@@ -4,7 +4,8 @@
 * A receipt QR carries a `receipt` token (core/tokens.py, Ed25519, per brand) whose subject is
   a receipt row naming the order, its store and the staff member. Altered or foreign tokens
   are refused; one feedback per receipt.
-* A score at or below the brand's marks opens a service-recovery task for the store. The
+* A score at or below the brand's marks opens a service-recovery task for the store, and
+  e-mails the store's managers through messaging's outbox (loops/alerts.py). The
   make-good coupon is offered from the task by a person, not handed out by the form: a form
   that paid for low scores would reward them.
 * Every respondent, whatever the score, is invited to post a public review (no gating; see
@@ -38,6 +39,7 @@ from omniloop.core.tokens import (
 from omniloop.customers.events import record_event
 from omniloop.customers.models import Customer, CustomerIdentity, IdentityKind
 from omniloop.customers.profiles import profile_ids, survivor_ids
+from omniloop.loops.alerts import alert_low_score
 from omniloop.loops.errors import (
     CommentTooLong,
     FeedbackAlreadyGiven,
@@ -171,6 +173,7 @@ def submit_feedback(session: Session, actor: Actor, *, customer_id: str, rating:
                             store_id=store_id, customer_id=customer_id, created_at=now)
         session.add(task)
         session.flush()
+        alert_low_score(session, actor, task, feedback)
     return FeedbackResult(feedback=feedback, task=task)
 
 

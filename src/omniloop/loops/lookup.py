@@ -122,7 +122,8 @@ def touchpoint(code: str) -> TouchpointView | None:
             tenant_name=tenant_name, store_id=tp.store_id, store_name=store_name,
             purpose=tp.purpose, target_url=tp.target_url, campaign_id=tp.campaign_id,
             reward_campaign_id=tp.reward_campaign_id, reward_points=tp.reward_points,
-            enabled=tp.enabled, number=tp.number, name=tp.name, placement=tp.placement.value)
+            enabled=tp.enabled and tp.retired_at is None,
+            number=tp.number, name=tp.name, placement=tp.placement.value)
     _keep(_touchpoints, clean, found)
     return found
 

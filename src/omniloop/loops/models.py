@@ -115,6 +115,12 @@ class Touchpoint(Base):
     reward_campaign_id: Mapped[str | None] = mapped_column(String(26))
     reward_points: Mapped[int] = mapped_column(Integer, default=0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Scans recorded so far (the recorder adds to it in batches): a touchpoint never scanned
+    # may be deleted; one that was is retired instead, so its history stays in the report.
+    scans: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Retired: the printed code answers "not in use" for good and the admin list hides it
+    # (under a filter); its scans stay on the timeline and in the loop report.
+    retired_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -213,6 +219,8 @@ class Referral(Base):
         Index("ix_referrals_tenant_id_referrer_id_created_at", "tenant_id", "referrer_id",
               "created_at"),
         Index("ix_referrals_tenant_id_created_at", "tenant_id", "created_at"),
+        # The expiry job: a brand's pending referrals whose window has passed.
+        Index("ix_referrals_tenant_id_status_qualify_by", "tenant_id", "status", "qualify_by"),
     )
 
     tenant_id: Mapped[str] = tenant_fk()

@@ -50,6 +50,8 @@ register_flash("task_saved", N_("Task updated."))
 register_flash("make_good_sent", N_("Make-good coupon added to the customer's wallet."))
 register_flash("program_saved", N_("Settings saved."))
 register_flash("link_saved", N_("Short link saved."))
+register_flash("touchpoint_retired", N_("Touchpoint retired: its code now says it is not in use."))
+register_flash("touchpoint_deleted", N_("Touchpoint deleted."))
 
 ACTION_LABELS: dict[str, str] = {
     **{name: EVENT_TYPES[name].label for name in ACTION_TYPES},
@@ -92,13 +94,14 @@ def _int(text: str, default: int | None = None) -> int | None:
 
 @router.get("/touchpoints")
 def touchpoint_list(admin: Admin, session: SessionDep, done: str | None = None,
-                    store: str = "") -> Response:
-    items = tp_service.list_touchpoints(session, admin.actor, store or None)
+                    store: str = "", show: str = "") -> Response:
+    retired = show == "retired"
+    items = tp_service.list_touchpoints(session, admin.actor, store or None, retired=retired)
     stores = _stores(session, admin.actor)
     names = {s.id: s.name for s in stores}
     return render(admin.request, "admin/loops/touchpoints.html", admin.template_values(
         "loops", items=[(t, tp_service.touchpoint_label(t), touchpoint_url(t.code)) for t in items],
-        stores=stores, store_names=names, chosen_store=store,
+        stores=stores, store_names=names, chosen_store=store, retired=retired,
         purposes=tp_service.PURPOSE_LABELS, placements=tp_service.PLACEMENT_LABELS,
         can_manage=admin.actor.can(Permission.campaigns_manage), flash=flash_message(done)))
 
@@ -216,6 +219,42 @@ def toggle_touchpoint(touchpoint_id: str, admin: Admin, session: SessionDep,
                       enabled: FormText = "") -> Response:
     tp_service.set_enabled(session, admin.actor, touchpoint_id, enabled == "1")
     return redirect_done("/admin/loops/touchpoints", "touchpoint_saved")
+
+
+@router.get("/touchpoints/{touchpoint_id}/remove")
+def remove_touchpoint_page(touchpoint_id: str, admin: Admin, session: SessionDep) -> Response:
+    """The confirm step: delete a touchpoint never used, retire one that was."""
+    admin.actor.require(Permission.campaigns_manage)
+    touchpoint = tp_service.get_touchpoint(session, admin.actor, touchpoint_id)
+    return _remove_page(admin, session, touchpoint)
+
+
+def _remove_page(admin: AdminContext, session: SessionDep, touchpoint: Touchpoint,
+                 error: str | None = None, status_code: int = 200) -> Response:
+    store = next((s for s in _stores(session, admin.actor) if s.id == touchpoint.store_id),
+                 None)
+    return render(admin.request, "admin/loops/touchpoint_remove.html", admin.template_values(
+        "loops", touchpoint=touchpoint, label=tp_service.touchpoint_label(touchpoint),
+        store_name=store.name if store else "", url=touchpoint_url(touchpoint.code),
+        used=tp_service.was_used(session, touchpoint), error=error,
+        purposes=tp_service.PURPOSE_LABELS), status_code=status_code)
+
+
+@router.post("/touchpoints/{touchpoint_id}/retire", dependencies=[CsrfChecked])
+def retire_touchpoint(touchpoint_id: str, admin: Admin, session: SessionDep) -> Response:
+    tp_service.retire_touchpoint(session, admin.actor, touchpoint_id)
+    return redirect_done("/admin/loops/touchpoints", "touchpoint_retired")
+
+
+@router.post("/touchpoints/{touchpoint_id}/delete", dependencies=[CsrfChecked])
+def delete_touchpoint(touchpoint_id: str, admin: Admin, session: SessionDep) -> Response:
+    try:
+        tp_service.delete_touchpoint(session, admin.actor, touchpoint_id)
+    except OmniloopError as error:
+        message = refused(session, error)
+        touchpoint = tp_service.get_touchpoint(session, admin.actor, touchpoint_id)
+        return _remove_page(admin, session, touchpoint, message, error.status)
+    return redirect_done("/admin/loops/touchpoints", "touchpoint_deleted")
 
 
 def _poster_pages(session: SessionDep, actor: Actor,

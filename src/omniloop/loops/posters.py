@@ -2,9 +2,10 @@
 
 Drawn with reportlab. The QR code is vector: each dark module of segno's matrix is a filled
 rectangle (adjacent modules of a row merged into one), so it prints sharp at any size, with
-the 4-module quiet zone the specification asks for. Chinese text uses the PDF standard
-Traditional Chinese font `MSung-Light` (a CID font every PDF reader supplies), so the file
-needs no font shipped with omniloop and stays a few kilobytes.
+the 4-module quiet zone the specification asks for. Chinese text (and any text beyond
+Latin-1, e.g. a Chinese store name on an English poster) is drawn with the machine's Noto
+Sans CJK TC, of which the glyphs used are embedded (poster_fonts.py), so it prints the same
+on any printer and viewer; without that font, with the PDF font `MSung-Light` and a warning.
 
 Each page carries: the store name, the table number or placement, the call to action for
 the purpose in the chosen language, the QR code with its short URL in text (for people who
@@ -20,17 +21,15 @@ from dataclasses import dataclass
 from reportlab.lib.pagesizes import A4, A6
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen.canvas import Canvas
 
 from omniloop.core.qr import QUIET_ZONE, make_qr
 from omniloop.loops.models import Purpose
+from omniloop.loops.poster_fonts import cjk_font_for, render_lock
 
-CJK_FONT = "MSung-Light"
 LATIN_FONT = "Helvetica"
 LATIN_BOLD = "Helvetica-Bold"
 SIZES = {"a4": A4, "a6": A6}
-pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
 
 # The call to action per purpose, in both languages (posters are printed in one language
 # chosen in the admin, whatever language the admin page itself is in).
@@ -64,10 +63,26 @@ class PosterPage:
     offer: str = ""  # the coupon's value as people read it, e.g. "NT$50 off"
 
 
-def _font(language: str, bold: bool = False) -> str:
-    if language == "zh_TW":
-        return CJK_FONT
-    return LATIN_BOLD if bold else LATIN_FONT
+@dataclass(frozen=True)
+class _Fonts:
+    """The fonts of one document: the CJK ones hold the glyphs of all its text."""
+
+    cjk: str
+    cjk_bold: str
+    language: str
+
+    def of(self, text: str, bold: bool = False) -> str:
+        if self.language == "zh_TW" or any(ord(ch) > 0xFF for ch in text):
+            return self.cjk_bold if bold else self.cjk
+        return LATIN_BOLD if bold else LATIN_FONT
+
+
+def _texts(page: PosterPage, language: str) -> list[str]:
+    place = (TABLE[language].format(number=page.number) if page.number is not None
+             else page.label)
+    incentive = " + ".join([page.offer] if page.offer else [])
+    return [page.store_name, place, CALLS[page.purpose][language], page.url, incentive,
+            GET[language], POINTS[language], DISCLOSURE[language], "0123456789 + "]
 
 
 def _centred(canvas: Canvas, text: str, y: float, font: str, size: float, width: float,
@@ -122,6 +137,14 @@ def draw_qr(canvas: Canvas, data: str, x: float, y: float, size: float) -> None:
 
 def poster_pdf(pages: list[PosterPage], *, size: str = "a4", language: str = "zh_TW") -> bytes:
     """The PDF, one page per touchpoint."""
+    with render_lock:
+        text = "".join(t for page in pages for t in _texts(page, language))
+        fonts = _Fonts(cjk=cjk_font_for(text), cjk_bold=cjk_font_for(text, bold=True),
+                       language=language)
+        return _draw(pages, size, language, fonts)
+
+
+def _draw(pages: list[PosterPage], size: str, language: str, fonts: _Fonts) -> bytes:
     width, height = SIZES[size]
     scale = width / A4[0]  # type sizes follow the paper
     buffer = io.BytesIO()
@@ -129,23 +152,25 @@ def poster_pdf(pages: list[PosterPage], *, size: str = "a4", language: str = "zh
     canvas.setTitle("omniloop touchpoints")
     margin = 12 * mm * scale
     usable = width - 2 * margin
+    disclosure = DISCLOSURE[language]
     for page in pages:
         place = (TABLE[language].format(number=page.number) if page.number is not None
                  else page.label)
         qr_size = min(usable, 120 * mm * scale)
         has_incentive = bool(page.offer or page.points)
-        note_lines = len(_wrapped(DISCLOSURE[language], _font(language), 9 * scale, usable))
+        note_lines = len(_wrapped(disclosure, fonts.of(disclosure), 9 * scale, usable))
         # The block's height, to centre it on the page (a table tent is read head-on).
         block = (22 + (22 if place else 0) + 44 + 14 + 14) * scale + qr_size + (
             (30 * scale + note_lines * 9 * scale * 1.4) if has_incentive else 0)
         y = height - max(margin, (height - block) / 2) - 22 * scale
-        _centred(canvas, page.store_name, y, _font(language, True), 22 * scale, width, usable)
+        _centred(canvas, page.store_name, y, fonts.of(page.store_name, True), 22 * scale,
+                 width, usable)
         if place:
             y -= 22 * scale
-            _centred(canvas, place, y, _font(language), 16 * scale, width, usable)
+            _centred(canvas, place, y, fonts.of(place), 16 * scale, width, usable)
         y -= 44 * scale
-        _centred(canvas, CALLS[page.purpose][language], y, _font(language, True), 34 * scale,
-                 width, usable)
+        call = CALLS[page.purpose][language]
+        _centred(canvas, call, y, fonts.of(call, True), 34 * scale, width, usable)
         y -= 14 * scale + qr_size
         draw_qr(canvas, page.url, (width - qr_size) / 2, y, qr_size)
         y -= 14 * scale
@@ -155,11 +180,11 @@ def poster_pdf(pages: list[PosterPage], *, size: str = "a4", language: str = "zh
             incentive.append(POINTS[language].format(points=page.points))
         if incentive:
             y -= 30 * scale
-            _centred(canvas, GET[language].format(what=" + ".join(incentive)), y,
-                     _font(language, True), 18 * scale, width, usable)
-            font = _font(language)
+            get = GET[language].format(what=" + ".join(incentive))
+            _centred(canvas, get, y, fonts.of(get, True), 18 * scale, width, usable)
+            font = fonts.of(disclosure)
             note = 9 * scale
-            for line in _wrapped(DISCLOSURE[language], font, note, usable):
+            for line in _wrapped(disclosure, font, note, usable):
                 y -= note * 1.4
                 _centred(canvas, line, y, font, note, width, usable)
         canvas.showPage()

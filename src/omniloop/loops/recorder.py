@@ -9,7 +9,8 @@ behind every other scan and one that never touches the write lock (docs/benchmar
 What a batch writes: the `qr_scan` / `link_click` / `review_clicked` events (multi-row
 INSERT; each has a fresh client event id, so a batch never collides with itself), with the
 customer resolved from the anonymous device id where that device already belongs to a
-profile, and the short links' click counters (one UPDATE per link).
+profile, the short links' click counters (one UPDATE per link) and the touchpoints' scan
+counters (one UPDATE per touchpoint; a scanned touchpoint is retired, never deleted).
 
 The price, written down in docs/loops.md: a scan is in the database up to ~200 ms after the
 redirect, and a process killed hard (SIGKILL, power loss) loses the scans of its last batch.
@@ -35,7 +36,7 @@ from omniloop.core.clock import utcnow
 from omniloop.core.db import get_database
 from omniloop.core.ids import new_id
 from omniloop.customers.models import CustomerIdentity, Event, IdentityKind
-from omniloop.loops.models import ShortLink
+from omniloop.loops.models import ShortLink, Touchpoint
 
 log = logging.getLogger("omniloop.loops.recorder")
 
@@ -45,12 +46,17 @@ MAX_PENDING = 100_000  # beyond this (database down for minutes) new hits are dr
 
 _EVENTS = cast(Table, Event.__table__)
 _LINKS = cast(Table, ShortLink.__table__)
+_TOUCHPOINTS = cast(Table, Touchpoint.__table__)
 _INSERT_EVENTS = insert(_EVENTS)
 _COUNT_LINK = (update(_LINKS)
                .where(_LINKS.c.tenant_id == bindparam("b_tenant_id"),
                       _LINKS.c.id == bindparam("b_id"))
                .values(clicks=_LINKS.c.clicks + bindparam("b_clicks"),
                        bot_clicks=_LINKS.c.bot_clicks + bindparam("b_bots")))
+_COUNT_SCANS = (update(_TOUCHPOINTS)
+                .where(_TOUCHPOINTS.c.tenant_id == bindparam("b_tenant_id"),
+                       _TOUCHPOINTS.c.id == bindparam("b_id"))
+                .values(scans=_TOUCHPOINTS.c.scans + bindparam("b_scans")))
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,12 @@ def write_hits(batch: list[Hit]) -> None:
                 "b_tenant_id": tenant_id, "b_id": link_id,
                 "b_clicks": counts[(tenant_id, link_id, False)],
                 "b_bots": counts[(tenant_id, link_id, True)]})
+        scans: Counter[tuple[str, str]] = Counter(
+            (hit.tenant_id, str(hit.properties["touchpoint_id"])) for hit in batch
+            if hit.type == "qr_scan" and not hit.bot and hit.properties.get("touchpoint_id"))
+        for (tenant_id, touchpoint_id), count in sorted(scans.items()):
+            connection.execute(_COUNT_SCANS, {"b_tenant_id": tenant_id, "b_id": touchpoint_id,
+                                              "b_scans": count})
 
 
 recorder = Recorder()

@@ -13,7 +13,9 @@ Rules (docs/loops.md):
 * One level only: only the direct referrer is rewarded; a friend's own friends reward the
   friend, never the member above.
 * The referral qualifies at the friend's first store purchase (a coupon redeemed at the POS
-  or an order recorded with a store) within `qualify_days` of signing up. The change
+  or an order recorded with a store) within `qualify_days` of signing up. Past the window it
+  expires (loops/jobs.py, hourly); a purchase made within the window that arrives after the
+  job (an offline POS catching up) still qualifies it, one made after the window never. The change
   pending → qualified is one conditional UPDATE; only the transaction whose UPDATE changed
   the row credits the points, each credit under its own idempotency key, so concurrent
   purchases and retries reward once.
@@ -195,14 +197,25 @@ def refer(session: Session, actor: Actor, code: str, phone_e164: str, device_id:
     return ReferralResult(referral, claim.coupon, friend, visitor.trusted, created=True)
 
 
+# A referral a purchase may still qualify: pending, or expired by the job while the
+# purchase (made within the window) was on its way.
+_OPEN = (ReferralStatus.pending, ReferralStatus.expired)
+
+
+def window_open(qualify_by: datetime, at: datetime) -> bool:
+    """Whether a store purchase at `at` is within the referral's window. The one rule that
+    `qualify`, the expiry job (loops/jobs.py) and `shown_status` apply."""
+    return as_utc(at) <= as_utc(qualify_by)
+
+
 def _surely_unreferred(session: Session, tenant_id: str, customer_id: str) -> bool:
     """True for a profile that is neither merged away nor merged into (its profiles are itself
-    alone) and has no pending referral: one statement of three index look-ups, which is all
+    alone) and has no open referral: one statement of three index look-ups, which is all
     that most purchases need. Merged profiles take the full search in `qualify`."""
     merged_in = exists().where(Customer.tenant_id == tenant_id,
                                Customer.merged_into_id == customer_id)
     pending = exists().where(Referral.tenant_id == tenant_id, Referral.friend_id == customer_id,
-                             Referral.status == ReferralStatus.pending)
+                             Referral.status.in_(_OPEN))
     row = session.execute(select(Customer.merged_into_id, merged_in, pending).where(
         Customer.tenant_id == tenant_id, Customer.id == customer_id)).first()
     return row is not None and row[0] is None and not row[1] and not row[2]
@@ -216,13 +229,15 @@ def qualify(session: Session, actor: Actor, customer_id: str, store_id: str | No
     if _surely_unreferred(session, tenant_id, customer_id):
         return None
     friend = _survivor(session, tenant_id, customer_id)
+    # Expired ones too: the window is about when the friend bought, not when the purchase
+    # reached us (an offline POS may send it after the expiry job ran).
     referral = session.scalar(select(Referral).where(
         Referral.tenant_id == tenant_id,
         Referral.friend_id.in_(profile_ids(session, tenant_id, friend)),
-        Referral.status == ReferralStatus.pending))
+        Referral.status.in_(_OPEN)))
     if referral is None or as_utc(at) < as_utc(referral.created_at):
         return None  # a purchase from before the sign-up (an import of old orders) is no first
-    if as_utc(at) > as_utc(referral.qualify_by):
+    if not window_open(referral.qualify_by, at):
         session.execute(update(Referral).where(
             Referral.tenant_id == tenant_id, Referral.id == referral.id,
             Referral.status == ReferralStatus.pending)
@@ -231,7 +246,7 @@ def qualify(session: Session, actor: Actor, customer_id: str, store_id: str | No
     changed = session.execute(
         update(Referral)
         .where(Referral.tenant_id == tenant_id, Referral.id == referral.id,
-               Referral.status == ReferralStatus.pending)
+               Referral.status.in_(_OPEN))
         .values(status=ReferralStatus.qualified, qualified_at=at, qualified_by=reference[:64],
                 store_id=store_id)
         .execution_options(synchronize_session=False))
@@ -258,8 +273,8 @@ def list_referrals(session: Session, actor: Actor, limit: int = 200) -> list[Ref
 
 
 def shown_status(referral: Referral, now: datetime | None = None) -> ReferralStatus:
-    """Pending past its window reads as expired, without a job flipping it."""
+    """Pending past its window reads as expired, also before the hourly job flipped it."""
     if (referral.status == ReferralStatus.pending
-            and as_utc(referral.qualify_by) < (now or utcnow())):
+            and not window_open(referral.qualify_by, now or utcnow())):
         return ReferralStatus.expired
     return referral.status

@@ -12,7 +12,8 @@ Funnel, a cohort of people who scanned a touchpoint (of the store) in the range:
    `actions` counts the actions themselves, by kind;
 4. **referred friends** — referrals made in the range by people of step 2;
 5. **first store purchases** — those referrals qualified (the friend's first store purchase)
-   in the range.
+   in the range; and where the referrals of step 4 stand now: qualified, still pending
+   (within their window), or expired (the window passed without a store purchase).
 
 **Offline→online rate** (DESIGN.md): identified in-store purchasers (an order recorded with a
 store, or a coupon redeemed at the POS, in the range; at the store for a store's report) who
@@ -39,11 +40,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from omniloop.campaigns.models import Redemption, RedemptionStatus
-from omniloop.core.clock import as_utc
+from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Session
 from omniloop.customers.models import CustomerIdentity, Event, IdentityKind
 from omniloop.customers.profiles import survivor_ids
 from omniloop.loops.models import Referral, ReferralStatus
+from omniloop.loops.referrals import window_open
 from omniloop.orders.models import Order, OrderChannel
 from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.models import Store
@@ -62,6 +64,11 @@ class LoopFigures:
     actions: dict[str, int] = field(default_factory=dict)
     referred: int = 0
     first_purchases: int = 0
+    # Of the friends referred in the range, where their referral stands now: still within
+    # the window, or expired without a store purchase (qualified ones: `qualified_now`).
+    referred_pending: int = 0
+    referred_expired: int = 0
+    qualified_now: int = 0
     purchasers: int = 0
     purchasers_online: int = 0
     acquired: int = 0
@@ -88,10 +95,12 @@ class LoopReport:
 class _Rows:
     events: list[tuple[str, str | None, str | None, datetime]]  # type, person, store, at
     purchases: list[tuple[str, str | None, datetime]]  # person, store, at
-    referrals: list[tuple[str, str, datetime, datetime | None]]  # referrer, friend, at, qualified
+    # referrer, friend, at, qualified at, standing now (pending | qualified | expired)
+    referrals: list[tuple[str, str, datetime, datetime | None, str]]
 
 
-def _load(session: Session, tenant_id: str, start: datetime, end: datetime) -> _Rows:
+def _load(session: Session, tenant_id: str, start: datetime, end: datetime,
+          now: datetime) -> _Rows:
     horizon = end + ACTION_WINDOW
     raw_events = session.execute(
         select(Event.type, Event.customer_id, Event.store_id, Event.occurred_at,
@@ -119,12 +128,12 @@ def _load(session: Session, tenant_id: str, start: datetime, end: datetime) -> _
             Redemption.redeemed_at < end)).all()
     referrals = session.execute(
         select(Referral.referrer_id, Referral.friend_id, Referral.created_at,
-               Referral.qualified_at, Referral.status)
+               Referral.qualified_at, Referral.status, Referral.qualify_by)
         .where(Referral.tenant_id == tenant_id, Referral.created_at < horizon)).all()
     ids: set[str] = set(owners.values())
     ids |= {cid for _, cid, _, _, _ in raw_events if cid}
     ids |= {cid for cid, _, _ in orders if cid} | {cid for cid, _, _ in redemptions if cid}
-    ids |= {r for r, _, _, _, _ in referrals} | {f for _, f, _, _, _ in referrals}
+    ids |= {r for r, *_ in referrals} | {f for _, f, *_ in referrals}
     live = survivor_ids(session, tenant_id, ids)
     events: list[tuple[str, str | None, str | None, datetime]] = []
     for type_, cid, store_id, at, props in raw_events:
@@ -136,8 +145,17 @@ def _load(session: Session, tenant_id: str, start: datetime, end: datetime) -> _
                                                                            *redemptions] if cid]
     return _Rows(events=events, purchases=purchases, referrals=[
         (live[r], live[f], as_utc(at),
-         as_utc(q) if q is not None and status == ReferralStatus.qualified else None)
-        for r, f, at, q, status in referrals])
+         as_utc(q) if q is not None and status == ReferralStatus.qualified else None,
+         _standing(ReferralStatus(status), qualify_by, now))
+        for r, f, at, q, status, qualify_by in referrals])
+
+
+def _standing(status: ReferralStatus, qualify_by: datetime, now: datetime) -> str:
+    """As the admin shows it (referrals.shown_status): pending past its window is expired,
+    also before the hourly job has marked it."""
+    if status == ReferralStatus.pending and not window_open(qualify_by, now):
+        return ReferralStatus.expired.value
+    return status.value
 
 
 def _figures(rows: _Rows, start: datetime, end: datetime, store_id: str | None,
@@ -161,18 +179,23 @@ def _figures(rows: _Rows, start: datetime, end: datetime, store_id: str | None,
             actions[person].append(at)
             if person in cohort and in_range(at):
                 kinds[type_] += 1
-    for referrer, _, at, _ in rows.referrals:
+    for referrer, _, at, _, _ in rows.referrals:
         actions[referrer].append(at)
         if referrer in cohort and in_range(at):
             kinds["referral"] += 1
     figures.actions = dict(kinds)
     figures.acted = sum(1 for person in cohort
                         if any(in_range(at) for at in actions.get(person, ())))
-    referred = [(friend, qualified) for referrer, friend, at, qualified in rows.referrals
+    referred = [(friend, qualified, standing)
+                for referrer, friend, at, qualified, standing in rows.referrals
                 if referrer in cohort and in_range(at)]
     figures.referred = len(referred)
-    figures.first_purchases = sum(1 for _, qualified in referred
+    figures.first_purchases = sum(1 for _, qualified, _ in referred
                                   if qualified is not None and in_range(qualified))
+    standings = Counter(standing for _, _, standing in referred)
+    figures.referred_pending = standings[ReferralStatus.pending.value]
+    figures.referred_expired = standings[ReferralStatus.expired.value]
+    figures.qualified_now = standings[ReferralStatus.qualified.value]
     bought: dict[str, list[datetime]] = defaultdict(list)
     for person, store, at in rows.purchases:
         if here(store) and in_range(at):
@@ -181,7 +204,7 @@ def _figures(rows: _Rows, start: datetime, end: datetime, store_id: str | None,
     figures.purchasers_online = sum(
         1 for person, times in bought.items()
         if any(p <= a <= p + ACTION_WINDOW for p in times for a in actions.get(person, ())))
-    figures.acquired = len({friend for referrer, friend, at, _ in rows.referrals
+    figures.acquired = len({friend for referrer, friend, at, _, _ in rows.referrals
                             if in_range(at) and (store_id is None or referrer in cohort)})
     figures.active = len({person for _, person, store, at in rows.events
                           if person and here(store) and in_range(at)})
@@ -189,12 +212,12 @@ def _figures(rows: _Rows, start: datetime, end: datetime, store_id: str | None,
 
 
 def loop_report(session: Session, actor: Actor, start: datetime, end: datetime,
-                store_id: str | None = None) -> LoopReport:
+                store_id: str | None = None, *, now: datetime | None = None) -> LoopReport:
     """The report for [start, end); every store of the brand the actor sees, and overall
     (or one store only, when asked)."""
     actor.require(Permission.campaigns_read)
     start, end = as_utc(start), as_utc(end)
-    rows = _load(session, actor.tenant_id, start, end)
+    rows = _load(session, actor.tenant_id, start, end, as_utc(now or utcnow()))
     stores = [s for s in session.scalars(select(Store).where(
         Store.tenant_id == actor.tenant_id).order_by(Store.code)) if actor.sees_store(s.id)]
     if store_id is not None:

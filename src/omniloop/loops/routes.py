@@ -59,6 +59,9 @@ class FiguresOut(ResponseModel):
     actions: dict[str, int]
     referred: int
     first_purchases: int
+    referred_qualified: int
+    referred_pending: int
+    referred_expired: int
     purchasers: int
     purchasers_online: int
     offline_online_rate: float | None
@@ -71,6 +74,8 @@ class FiguresOut(ResponseModel):
         return cls(store_id=f.store_id, store_name=f.store_name, scans=f.scans,
                    identified=f.identified, acted=f.acted, actions=f.actions,
                    referred=f.referred, first_purchases=f.first_purchases,
+                   referred_qualified=f.qualified_now, referred_pending=f.referred_pending,
+                   referred_expired=f.referred_expired,
                    purchasers=f.purchasers, purchasers_online=f.purchasers_online,
                    offline_online_rate=f.offline_online_rate, acquired=f.acquired,
                    active=f.active, k=f.k)

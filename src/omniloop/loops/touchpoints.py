@@ -9,24 +9,33 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from omniloop.campaigns.codes import make_code
 from omniloop.campaigns.service import get_campaign
+from omniloop.core.clock import utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import N_, Conflict
 from omniloop.core.i18n import gettext
 from omniloop.loops import lookup
-from omniloop.loops.errors import TouchpointInvalid, TouchpointNotFound
-from omniloop.loops.models import Placement, Purpose, Touchpoint
+from omniloop.loops.errors import (
+    TouchpointInvalid,
+    TouchpointNotFound,
+    TouchpointRetired,
+    TouchpointScanned,
+)
+from omniloop.loops.models import Feedback, Placement, Purpose, Touchpoint
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor, Permission
 from omniloop.tenancy.stores import get_store
 
 audit.register_action("touchpoint.create", N_("Touchpoint created"))
 audit.register_action("touchpoint.update", N_("Touchpoint changed"))
+audit.register_action("touchpoint.retire", N_("Touchpoint retired"))
+audit.register_action("touchpoint.delete", N_("Touchpoint deleted"))
 
 CODE_PATTERN = "########"
 _CODE_RETRIES = 8
@@ -128,7 +137,7 @@ def create_tables(session: Session, actor: Actor, store_id: str, first: int, las
         raise _invalid(N_("give table numbers from 1, at most 200 at a time."))
     existing = set(session.scalars(select(Touchpoint.number).where(
         Touchpoint.tenant_id == actor.tenant_id, Touchpoint.store_id == store_id,
-        Touchpoint.placement == Placement.table)))
+        Touchpoint.placement == Placement.table, Touchpoint.retired_at.is_(None))))
     made = []
     for number in range(first, last + 1):
         if number in existing:
@@ -147,10 +156,18 @@ def get_touchpoint(session: Session, actor: Actor, touchpoint_id: str) -> Touchp
     return touchpoint
 
 
+def _live(session: Session, actor: Actor, touchpoint_id: str) -> Touchpoint:
+    """A touchpoint that may still change (retired ones stay as they were)."""
+    touchpoint = get_touchpoint(session, actor, touchpoint_id)
+    if touchpoint.retired_at is not None:
+        raise TouchpointRetired()
+    return touchpoint
+
+
 def update_touchpoint(session: Session, actor: Actor, touchpoint_id: str,
                       data: TouchpointData) -> Touchpoint:
     actor.require(Permission.campaigns_manage)
-    touchpoint = get_touchpoint(session, actor, touchpoint_id)
+    touchpoint = _live(session, actor, touchpoint_id)
     _check(session, actor, data)
     touchpoint.store_id = data.store_id
     touchpoint.placement = data.placement
@@ -172,7 +189,7 @@ def update_touchpoint(session: Session, actor: Actor, touchpoint_id: str,
 def set_enabled(session: Session, actor: Actor, touchpoint_id: str,
                 enabled: bool) -> Touchpoint:
     actor.require(Permission.campaigns_manage)
-    touchpoint = get_touchpoint(session, actor, touchpoint_id)
+    touchpoint = _live(session, actor, touchpoint_id)
     touchpoint.enabled = enabled
     session.flush()
     audit.record(session, actor, "touchpoint.update", "touchpoint", touchpoint.id,
@@ -181,10 +198,61 @@ def set_enabled(session: Session, actor: Actor, touchpoint_id: str,
     return touchpoint
 
 
-def list_touchpoints(session: Session, actor: Actor,
-                     store_id: str | None = None) -> list[Touchpoint]:
+def was_used(session: Session, touchpoint: Touchpoint) -> bool:
+    """Scanned (the recorder's count), or feedback arrived through it."""
+    if touchpoint.scans > 0:
+        return True
+    return bool(session.scalar(select(exists().where(
+        Feedback.tenant_id == touchpoint.tenant_id, Feedback.touchpoint_id == touchpoint.id))))
+
+
+def retire_touchpoint(session: Session, actor: Actor, touchpoint_id: str, *,
+                      now: datetime | None = None) -> Touchpoint:
+    """Take a printed code out of use for good: `/t/<code>` answers "not in use", the admin
+    list hides it (under a filter), and its scans stay in the report. Retiring twice is
+    a no-op."""
+    actor.require(Permission.campaigns_manage)
+    touchpoint = get_touchpoint(session, actor, touchpoint_id)
+    if touchpoint.retired_at is not None:
+        return touchpoint
+    touchpoint.retired_at = now or utcnow()
+    touchpoint.enabled = False
+    session.flush()
+    audit.record(session, actor, "touchpoint.retire", "touchpoint", touchpoint.id,
+                 {"code": touchpoint.code, "scans": touchpoint.scans})
+    lookup.forget(touchpoint.code)
+    return touchpoint
+
+
+def delete_touchpoint(session: Session, actor: Actor, touchpoint_id: str) -> None:
+    """Delete a touchpoint that was never used (a typo, a test); one that was scanned is
+    refused (`touchpoint_scanned`): retire it instead."""
+    actor.require(Permission.campaigns_manage)
+    touchpoint = get_touchpoint(session, actor, touchpoint_id)
+    if was_used(session, touchpoint):
+        raise TouchpointScanned()
+    code = touchpoint.code
+    audit.record(session, actor, "touchpoint.delete", "touchpoint", touchpoint.id,
+                 {"code": code, "purpose": touchpoint.purpose.value,
+                  "store_id": touchpoint.store_id})
+    # Conditional on the count: a scan the recorder wrote meanwhile keeps the row.
+    deleted = session.execute(delete(Touchpoint).where(
+        Touchpoint.tenant_id == actor.tenant_id, Touchpoint.id == touchpoint.id,
+        Touchpoint.scans == 0).execution_options(synchronize_session=False))
+    if deleted.rowcount != 1:  # type: ignore[attr-defined]
+        raise TouchpointScanned()
+    session.expunge(touchpoint)
+    lookup.forget(code)
+
+
+def list_touchpoints(session: Session, actor: Actor, store_id: str | None = None, *,
+                     retired: bool = False) -> list[Touchpoint]:
+    """The brand's touchpoints in use (enabled or disabled), or, with `retired`, the
+    retired ones."""
     actor.require(Permission.campaigns_read)
-    query = select(Touchpoint).where(Touchpoint.tenant_id == actor.tenant_id)
+    query = select(Touchpoint).where(
+        Touchpoint.tenant_id == actor.tenant_id,
+        Touchpoint.retired_at.is_not(None) if retired else Touchpoint.retired_at.is_(None))
     if store_id is not None:
         query = query.where(Touchpoint.store_id == store_id)
     if actor.store_ids is not None:

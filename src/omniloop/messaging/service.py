@@ -1,7 +1,8 @@
 """Messaging a customer: find their address on a channel and enqueue a message for them.
+And e-mail to a staff member (`email_staff`), who is not a customer: no profile, no consent.
 
-Modules that message people (journeys, welcome messages, OTP, campaign sends) call these
-instead of building outbox rows themselves, so addresses and payloads are read one way.
+Modules that message people (journeys, welcome messages, OTP, campaign sends, alerts) call
+these instead of building outbox rows themselves, so addresses and payloads are read one way.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from omniloop.customers.models import Channel, CustomerIdentity, IdentityKind
 from omniloop.customers.profiles import profile_ids, survivor_ids
 from omniloop.messaging import line_messages
 from omniloop.messaging.errors import MessageContentInvalid
-from omniloop.messaging.models import OutboxChannel, Purpose
+from omniloop.messaging.models import ChannelConfig, OutboxChannel, Purpose
 from omniloop.messaging.outbox import Draft, enqueue
 from omniloop.tenancy.access import Actor
 
@@ -90,3 +91,24 @@ def message_customer(session: Session, actor: Actor, customer_id: str,
     return enqueue(session, actor, Draft(
         channel=channel, purpose=purpose, recipient=address, dedup_key=dedup_key,
         payload=payload_for(channel, content), customer_id=customer_id, send_id=send_id))
+
+
+def channel_enabled(session: Session, tenant_id: str, channel: OutboxChannel) -> bool:
+    """Whether the brand has the channel set up and switched on (without reading secrets)."""
+    row = session.get(ChannelConfig, (tenant_id, channel))
+    return row is not None and row.enabled
+
+
+def email_staff(session: Session, actor: Actor, address: str, dedup_key: str,
+                content: dict[str, Any]) -> str | None:
+    """Enqueue one transactional e-mail to a staff member's address, in the caller's
+    transaction (an alert of the brand to its own people).
+
+    Staff are not customers: the row names no customer, so no consent or weekly cap applies,
+    and being transactional, quiet hours do not hold it. Answers the outbox id, or None when
+    the dedup key was used before.
+    """
+    return enqueue(session, actor, Draft(
+        channel=OutboxChannel.email, purpose=Purpose.transactional,
+        recipient=address.strip(), dedup_key=dedup_key,
+        payload=payload_for(OutboxChannel.email, content)))

@@ -8,7 +8,8 @@ lost wake-up therefore delays messages by at most a minute and never drops one; 
 worker leaves leased rows that the next dispatch takes over when their lease runs out.
 
 The worker also runs the loyalty daily job hourly (`loyalty.jobs.run_daily_where_due`:
-each brand at 03:00 in its own time zone).
+each brand at 03:00 in its own time zone) and, hourly too, the loop's referral expiry
+(`loops.jobs.expire_everywhere`: pending referrals past their window become expired).
 
 A Huey lock keeps one dispatch loop per queue at a time; the consumer flushes stale locks
 when it starts (a SIGKILLed worker cannot release its own).
@@ -28,6 +29,7 @@ from sqlalchemy import func, select
 from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import get_database
 from omniloop.core.settings import get_settings
+from omniloop.loops.jobs import expire_everywhere
 from omniloop.loyalty.jobs import run_daily_where_due
 from omniloop.messaging import journeys, outbox, sends
 from omniloop.messaging.dispatch import Dispatcher
@@ -61,6 +63,9 @@ def get_huey() -> Huey:
             huey.periodic_task(crontab(minute="*"), name="messaging.poll")(_dispatch)
             # Hourly: each brand's daily loyalty job runs at 03:00 in its own time zone.
             huey.periodic_task(crontab(minute="15"), name="loyalty.daily")(_loyalty_daily)
+            # Hourly: referrals whose window passed without a store purchase expire.
+            huey.periodic_task(crontab(minute="20"), name="loops.expire_referrals")(
+                _expire_referrals)
             huey.on_startup(name="messaging.startup")(_wake_on_start)
             _huey = huey
         return _huey
@@ -120,6 +125,10 @@ def _dispatch() -> None:
 
 def _loyalty_daily() -> None:
     run_daily_where_due()
+
+
+def _expire_referrals() -> None:
+    expire_everywhere()
 
 
 def _release_and_run_journeys() -> None:
