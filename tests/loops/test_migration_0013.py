@@ -1,4 +1,4 @@
-"""Migration 0012 counts the scans recorded before touchpoints had a counter."""
+"""Migration 0013 counts the scans recorded before touchpoints had a counter."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_upgrade_counts_earlier_scans(tmp_path: Path) -> None:
                               channel="offline", store_id="S" * 26, properties=props,
                               occurred_at=now))
         session.commit()
-    downgrade(db.engine, "0011_loops")
+    downgrade(db.engine, "0012_message_tracking")
     upgrade(db.engine)
     with db.engine.connect() as connection:
         counts: dict[str, int] = {str(i): int(n) for i, n in connection.execute(

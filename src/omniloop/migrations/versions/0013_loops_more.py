@@ -11,8 +11,8 @@ No index on events by type: the loop report reads every event of the range (its 
 customers" count needs all types), so such an index would serve no query and cost every
 ingested event a write (docs/benchmarks.md, migration 0006).
 
-Revision ID: 0012_loops_more
-Revises: 0011_loops
+Revision ID: 0013_loops_more
+Revises: 0012_message_tracking
 Create Date: 2026-11-25 12:00:00.000000
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0012_loops_more'
-down_revision: str | None = '0011_loops'
+revision: str = '0013_loops_more'
+down_revision: str | None = '0012_message_tracking'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
