@@ -8,7 +8,8 @@ lost wake-up therefore delays messages by at most a minute and never drops one; 
 worker leaves leased rows that the next dispatch takes over when their lease runs out.
 
 The worker also runs the loyalty daily job hourly (`loyalty.jobs.run_daily_where_due`:
-each brand at 03:00 in its own time zone).
+each brand at 03:00 in its own time zone) and the journey trigger scan likewise
+(`journey_scan.scan_where_due`: each brand at 04:00 local).
 
 A Huey lock keeps one dispatch loop per queue at a time; the consumer flushes stale locks
 when it starts (a SIGKILLed worker cannot release its own).
@@ -31,6 +32,7 @@ from omniloop.core.settings import get_settings
 from omniloop.loyalty.jobs import run_daily_where_due
 from omniloop.messaging import journeys, outbox, sends
 from omniloop.messaging.dispatch import Dispatcher
+from omniloop.messaging.journey_scan import scan_where_due
 from omniloop.messaging.models import JourneyRun, JourneyRunStatus, MessageSend, SendStatus
 
 log = logging.getLogger("omniloop.messaging")
@@ -61,6 +63,8 @@ def get_huey() -> Huey:
             huey.periodic_task(crontab(minute="*"), name="messaging.poll")(_dispatch)
             # Hourly: each brand's daily loyalty job runs at 03:00 in its own time zone.
             huey.periodic_task(crontab(minute="15"), name="loyalty.daily")(_loyalty_daily)
+            # Hourly: each brand's time-based journey triggers are scanned at 04:00 local.
+            huey.periodic_task(crontab(minute="20"), name="journeys.scan")(_journey_scan)
             huey.on_startup(name="messaging.startup")(_wake_on_start)
             _huey = huey
         return _huey
@@ -120,6 +124,11 @@ def _dispatch() -> None:
 
 def _loyalty_daily() -> None:
     run_daily_where_due()
+
+
+def _journey_scan() -> None:
+    if scan_where_due():
+        wake()  # runs entered without a wait are due now
 
 
 def _release_and_run_journeys() -> None:
