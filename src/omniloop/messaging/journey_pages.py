@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from omniloop.api.deps import SessionDep
 from omniloop.campaigns.service import list_campaigns
 from omniloop.core.errors import N_, OmniloopError
+from omniloop.core.i18n import gettext
 from omniloop.messaging import journeys, tasks
 from omniloop.messaging.models import Journey, StaffTaskStatus
 from omniloop.tenancy import audit
@@ -47,6 +48,17 @@ CHANNEL_LABELS = {"line": N_("LINE"), "email": N_("E-mail"), "sms": N_("SMS")}
 WAIT_UNITS = {"minutes": (N_("minutes"), 1), "hours": (N_("hours"), 60),
               "days": (N_("days"), 60 * 24)}
 TASK_LABELS = {StaffTaskStatus.open: N_("Open"), StaffTaskStatus.done: N_("Done")}
+WAIT_TEXTS = {"days": N_("%(count)s d"), "hours": N_("%(count)s h"),
+              "minutes": N_("%(count)s min")}
+
+
+def wait_text(minutes: int) -> str:
+    """A wait as people say it: 1440 → "1 d" (天), 90 → "90 min"."""
+    for unit in ("days", "hours"):
+        size = WAIT_UNITS[unit][1]
+        if minutes and minutes % size == 0:
+            return gettext(WAIT_TEXTS[unit]) % {"count": minutes // size}
+    return gettext(WAIT_TEXTS["minutes"]) % {"count": minutes}
 
 FormText = Annotated[str, Form()]
 _CUSTOMER_PAGE = re.compile(r"/admin/customers/[0-9A-Za-z]{1,40}")
@@ -62,6 +74,7 @@ def journeys_page(admin: Admin, session: SessionDep, done: str | None = None) ->
         "messaging", rows=rows, templates=journeys.TEMPLATES, triggers=journeys.TRIGGERS,
         needs_choices={k for k in journeys.TEMPLATES if journeys.needs_choices(k)},
         run_labels=RUN_LABELS, can_manage=admin.actor.can(Permission.campaigns_manage),
+        wait_text=wait_text,
         open_tasks=tasks.task_counts(session, admin.actor)[StaffTaskStatus.open],
         flash=flash_message(done)))
 
@@ -291,7 +304,7 @@ def journey_detail(journey_id: str, admin: Admin, session: SessionDep,
     campaigns = {c.id: c.name for c in list_campaigns(session, admin.actor, limit=200)}
     return render(admin.request, "admin/messaging/journey.html", admin.template_values(
         "messaging", journey=journey, counts=counts, runs=runs, triggers=journeys.TRIGGERS,
-        run_labels=RUN_LABELS, action_kinds=journeys.ACTION_KINDS,
+        run_labels=RUN_LABELS, action_kinds=journeys.ACTION_KINDS, wait_text=wait_text,
         channel_labels=CHANNEL_LABELS, campaigns=campaigns,
         can_manage=admin.actor.can(Permission.campaigns_manage), flash=flash_message(done)))
 
