@@ -146,6 +146,11 @@ def test_marketer_builds_a_journey_on_a_phone_and_edits_it_on_a_desktop(
             expect(wide.locator("dl.facts")).to_contain_text("1 d")
             _shot(wide, "journey-detail-desktop-en.png")
 
+            wide.goto(f"{live_server}/admin/customers/{customer_id}")
+            expect(wide.locator("#section-staff_tasks")).to_contain_text(
+                "請店長打電話問候 林小姐")
+            wide.locator("#section-staff_tasks").screenshot(
+                path=str(ARTIFACTS / "staff-tasks-section-desktop-en.png"))
             wide.goto(f"{live_server}/admin/messaging/tasks")
             expect(wide.locator("tr[data-status=open]")).to_have_count(1)
             expect(wide.locator("td.title")).to_have_text("請店長打電話問候 林小姐")
