@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 from typer.testing import CliRunner
 
@@ -297,3 +299,22 @@ def test_low_feedback_enters_once_and_creates_a_staff_task(
     seen = tasks.list_tasks(session, staff_actor(tenant.id, cashier.id, "c", Role.cashier,
                                                  frozenset({other.id})))
     assert seen == []
+
+
+def test_the_worker_schedules_the_scan_hourly(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from omniloop.core.settings import get_settings
+    from omniloop.messaging import worker
+
+    monkeypatch.setenv("OMNILOOP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("OMNILOOP_REDIS_URL", raising=False)
+    get_settings.cache_clear()
+    worker.reset()
+    try:
+        periodic = {task.name: task for task in worker.get_huey()._registry.periodic_tasks}
+        hourly = periodic["journeys.scan"]
+        at = [datetime(2026, 11, 25, hour, minute) for hour in (3, 4) for minute in (0, 20)]
+        assert [hourly.validate_datetime(moment) for moment in at] == [False, True, False, True]
+    finally:
+        worker.reset()
+        get_settings.cache_clear()
