@@ -43,6 +43,7 @@ import_app = typer.Typer(no_args_is_help=True)
 loyalty_app = typer.Typer(no_args_is_help=True)
 analytics_app = typer.Typer(no_args_is_help=True)
 loops_app = typer.Typer(no_args_is_help=True)
+journeys_app = typer.Typer(no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(store_app, name="store")
@@ -52,6 +53,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(loyalty_app, name="loyalty")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(loops_app, name="loops")
+app.add_typer(journeys_app, name="journeys")
 
 
 @app.callback()
@@ -548,6 +550,29 @@ def loops_expire_referrals(tenant: Annotated[str | None, typer.Option(
                   else tenants.list_tenants(session))
         for brand in chosen:
             typer.echo(f"{brand.slug}: {expire_referrals(session, brand.id)} referrals expired")
+
+
+@journeys_app.callback()
+def journeys_group() -> None:
+    """Automated journeys."""
+
+
+@journeys_app.command("scan")
+def journeys_scan(tenant: Annotated[str | None, typer.Option(
+        "--tenant", metavar="SLUG", help="Only this brand (default: every brand).")] = None,
+                  ) -> None:
+    """Enter customers into journeys whose trigger comes with time: birthdays, coupons
+    expiring within 3 days, points expiring within 30 days, no visit for 60 days. Safe to
+    run again (nobody enters twice); the worker runs it daily at 04:00 per brand."""
+    from omniloop.messaging.journey_scan import JOB_ACTOR, scan_due_triggers
+
+    with _unit_of_work() as session:
+        chosen = ([tenants.get_tenant_by_slug(session, tenant)] if tenant
+                  else tenants.list_tenants(session))
+        for brand in chosen:
+            entered = scan_due_triggers(session, system_actor(brand.id, JOB_ACTOR))
+            typer.echo(f"{brand.slug}: entered " + ", ".join(
+                f"{trigger} {count}" for trigger, count in entered.items()))
 
 
 @analytics_app.callback()

@@ -110,13 +110,18 @@ def test_condition_not_met_is_logged_and_follow_enters_once(
 
 def test_bad_journeys_are_refused(database: Database, tenant: Tenant) -> None:
     actor = system_actor(tenant.id)
-    for kwargs in ({"trigger": "birthday", "actions": [{"kind": "points", "points": 1}]},
+    for kwargs in ({"trigger": "anniversary", "actions": [{"kind": "points", "points": 1}]},
                    {"trigger": "purchase", "actions": []},
                    {"trigger": "purchase", "actions": [{"kind": "points", "points": -5}]},
                    {"trigger": "purchase", "actions": [{"kind": "message", "channel": "line",
                                                         "text": ""}]},
                    {"trigger": "purchase", "condition": {"age": 3},
-                    "actions": [{"kind": "points", "points": 1}]}):
+                    "actions": [{"kind": "points", "points": 1}]},
+                   {"trigger": "no_visit", "actions": [{"kind": "task", "title": " "}]},
+                   {"trigger": "birthday", "actions": [{"kind": "coupon",
+                                                        "campaign_id": "0" * 26}]},
+                   {"trigger": "birthday", "actions": [{"kind": "message", "channel": "email",
+                                                        "text": "hi"}]}):
         with pytest.raises(journeys.JourneyInvalid), database.unit_of_work() as work:
             journeys.create_journey(work, actor, name="x", **kwargs)
 
@@ -170,7 +175,7 @@ def test_journeys_api(client: TestClient, session: Session, tenant: Tenant) -> N
     created = client.post("/api/v1/journeys", headers=key, json=body)
     assert created.status_code == 201, created.text
     assert created.json()["active"] is True
-    bad = client.post("/api/v1/journeys", headers=key, json=body | {"trigger": "birthday"})
+    bad = client.post("/api/v1/journeys", headers=key, json=body | {"trigger": "anniversary"})
     assert bad.status_code == 422
     assert bad.json()["error"]["code"] == "journey_invalid"
     listed = client.get("/api/v1/journeys", headers=key).json()

@@ -27,6 +27,7 @@ from omniloop.core.db import Session
 from omniloop.core.errors import N_
 from omniloop.core.i18n import gettext
 from omniloop.core.settings import get_settings
+from omniloop.core.signals import Signal
 from omniloop.core.tokens import (
     TokenExpired,
     TokenInvalid,
@@ -59,6 +60,10 @@ from omniloop.tenancy.access import Actor, Permission
 
 audit.register_action("recovery.update", N_("Service-recovery task updated"))
 audit.register_action("recovery.make_good", N_("Make-good coupon offered"))
+
+# Sent in the feedback's transaction when its score is at or under the brand's marks
+# (listeners connect in omniloop.wiring: messaging's low_feedback journeys).
+low_feedback_given: Signal[[Session, Actor, Feedback]] = Signal("low_feedback_given")
 
 MAX_COMMENT = 2000
 RECEIPT_DAYS = 30  # a receipt QR takes feedback for a month after the visit
@@ -174,6 +179,7 @@ def submit_feedback(session: Session, actor: Actor, *, customer_id: str, rating:
         session.add(task)
         session.flush()
         alert_low_score(session, actor, task, feedback)
+        low_feedback_given.send(session, actor, feedback)
     return FeedbackResult(feedback=feedback, task=task)
 
 

@@ -1,13 +1,17 @@
 """Journeys: a trigger → an optional wait → an optional condition → actions.
 
-Triggers wired so far: `line_follow` (the LINE webhook), `first_purchase` and `purchase`
-(orders, through omniloop.wiring). `enter` is called in the transaction of the change that
-triggers it; each customer enters a journey **at most once per trigger occurrence** (a unique
-`(journey, occurrence)`: the order id, the webhook event id), so a retried order or a
-redelivered follow enters nothing twice. Runs wait until `due_at`; the worker runs due ones
-(`run_due`), each in its own savepoint: the condition is checked then, and each action
-(a message through the outbox, a coupon into the wallet, points) is done and logged on the
-run, so every step can be read back on the journey's page.
+Triggers come from two places. Changes that happen one at a time call `enter` in their own
+transaction: `line_follow` (the LINE webhook), `first_purchase` and `purchase` (orders),
+`low_feedback` (the loops module's feedback form), all through omniloop.wiring. The ones
+that happen by the passing of time — `birthday`, `coupon_expiring`, `points_expiring`,
+`no_visit` — are found by a periodic scan (`messaging/journey_scan.py`). Each customer
+enters a journey **at most once per trigger occurrence** (a unique `(journey, occurrence)`:
+the order id, the webhook event id, the feedback, the birthday's year, the coupon, the
+expiry date, the last order before a lapse), so a retried order, a redelivered follow or a
+scan run twice enters nothing twice. Runs wait until `due_at`; the worker runs due ones
+(`run_due`), each action in its own savepoint: the condition is checked then, and each action
+(a message through the outbox, a coupon into the wallet, points, a staff task) is done and
+logged on the run, so every step can be read back on the journey's page.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from sqlalchemy.exc import IntegrityError
 
 from omniloop.core.clock import utcnow
 from omniloop.core.db import Session
-from omniloop.core.errors import N_, OmniloopError
+from omniloop.core.errors import N_, NotFound, OmniloopError
 from omniloop.customers.consent import may_message
 from omniloop.customers.models import Channel, Customer
+from omniloop.messaging import line_messages
 from omniloop.messaging.errors import MessageContentInvalid
 from omniloop.messaging.models import (
     Journey,
@@ -30,6 +35,7 @@ from omniloop.messaging.models import (
     JourneyRunStatus,
     OutboxChannel,
     Purpose,
+    StaffTask,
 )
 from omniloop.messaging.service import message_customer, payload_for
 from omniloop.tenancy import audit
@@ -39,8 +45,25 @@ TRIGGERS: dict[str, str] = {
     "line_follow": N_("Follows the LINE account"),
     "first_purchase": N_("Makes a first purchase"),
     "purchase": N_("Makes a purchase"),
+    "low_feedback": N_("Gives low feedback"),
+    "birthday": N_("Has a birthday (that day)"),
+    "coupon_expiring": N_("Has a coupon that expires within 3 days"),
+    "points_expiring": N_("Has points that expire within 30 days"),
+    "no_visit": N_("Has not bought anything for 60 days"),
 }
-# Ready-made journeys the admin offers (name, trigger, wait, condition, actions).
+# Triggers the periodic scan finds (journey_scan.py); the others are entered as they happen.
+SCANNED_TRIGGERS = ("birthday", "coupon_expiring", "points_expiring", "no_visit")
+ACTION_KINDS: dict[str, str] = {
+    "message": N_("Send a message"),
+    "coupon": N_("Give a coupon"),
+    "points": N_("Add points"),
+    "task": N_("Create a staff task"),
+}
+CONSENT_CHANNELS = ("line", "email", "sms")
+MAX_ACTIONS = 5
+MAX_TASK_TITLE = 200
+# Ready-made journeys the admin offers (name, trigger, wait, condition, actions). A coupon
+# action names no campaign here: a template with one opens in the editor to pick it.
 TEMPLATES: dict[str, dict[str, Any]] = {
     "thank_first_purchase": {
         "name": N_("Thank you after the first purchase"), "trigger": "first_purchase",
@@ -51,57 +74,181 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "name": N_("Welcome points for new LINE friends"), "trigger": "line_follow",
         "wait_minutes": 0, "condition": {},
         "actions": [{"kind": "points", "points": 50}]},
+    "low_feedback_make_good": {
+        "name": N_("Sorry for the experience: a make-good coupon after low feedback"),
+        "trigger": "low_feedback", "wait_minutes": 0, "condition": {},
+        "actions": [{"kind": "task", "title": "致電 {name}，了解這次不愉快的經驗"},
+                    {"kind": "coupon", "campaign_id": ""},
+                    {"kind": "message", "channel": "line",
+                     "text": "{name} 您好，很抱歉這次沒讓您滿意。我們已將一張補償優惠券放進您的"
+                             "票夾，希望能再為您服務。"}]},
+    "birthday_greeting": {
+        "name": N_("Birthday greeting"), "trigger": "birthday",
+        "wait_minutes": 0, "condition": {"consent": "line"},
+        "actions": [{"kind": "message", "channel": "line",
+                     "text": "{name} 生日快樂！🎂 祝您有美好的一天，這個月歡迎來店慶祝。"}]},
+    "coupon_expiring_reminder": {
+        "name": N_("Your coupon expires in 3 days"), "trigger": "coupon_expiring",
+        "wait_minutes": 0, "condition": {"consent": "line"},
+        "actions": [{"kind": "message", "channel": "line",
+                     "text": "{name} 您好，您票夾裡的優惠券再 3 天就到期了，別忘了來店使用！"}]},
+    "points_expiring_reminder": {
+        "name": N_("Your points expire soon"), "trigger": "points_expiring",
+        "wait_minutes": 0, "condition": {"consent": "line"},
+        "actions": [{"kind": "message", "channel": "line",
+                     "text": "{name} 您好，您有點數將在 30 天內到期，下次消費時記得折抵使用。"}]},
+    "no_visit_miss_you": {
+        "name": N_("We miss you after 60 days"), "trigger": "no_visit",
+        "wait_minutes": 0, "condition": {"consent": "line"},
+        "actions": [{"kind": "message", "channel": "line",
+                     "text": "{name} 您好，好久不見！我們很想念您，期待您再次光臨。"},
+                    {"kind": "points", "points": 20}]},
 }
 MAX_WAIT_MINUTES = 60 * 24 * 90
 
 
 class JourneyInvalid(MessageContentInvalid):
+    """A definition that cannot run. `problem` is an English msgid (translated when shown);
+    `field` names the part at fault: "trigger", "wait_minutes", "condition.tag",
+    "actions.1.text"…"""
+
     code = "journey_invalid"
     message = N_("The journey is invalid: {problem}")
+
+    def localized(self) -> str:
+        from omniloop.core.i18n import gettext
+
+        return gettext(self.msgid).format(problem=self.problem())
+
+    def problem(self) -> str:
+        """The problem alone, in the request's language (shown beside the field)."""
+        from omniloop.core.i18n import gettext
+
+        return gettext(str(self.params.get("problem", "")))
+
+
+class JourneyNotFound(NotFound):
+    code = "journey_not_found"
+    message = N_("Journey not found.")
+
+
+def _invalid(field: str, problem: str) -> JourneyInvalid:
+    return JourneyInvalid(field=field, problem=problem)
+
+
+def _check_message(field: str, action: dict[str, Any]) -> None:
+    channel = action.get("channel", "line")
+    if channel not in CONSENT_CHANNELS:
+        raise _invalid(f"{field}.channel", N_("a message goes out on LINE, e-mail or SMS."))
+    text = str(action.get("text", "")).strip()
+    if not text:
+        raise _invalid(f"{field}.text", N_("write the message."))
+    if channel == "email" and not str(action.get("subject", "")).strip():
+        raise _invalid(f"{field}.subject", N_("an e-mail needs a subject."))
+    limit = {"line": line_messages.MAX_TEXT, "email": 20_000, "sms": 1000}[str(channel)]
+    if len(text) > limit:
+        raise _invalid(f"{field}.text", N_("the message is too long."))
+    try:
+        payload_for(OutboxChannel(channel),
+                    {k: str(v).replace("{name}", "x") for k, v in action.items()
+                     if k in ("text", "subject")})
+    except MessageContentInvalid as exc:
+        raise _invalid(f"{field}.text", str(exc.params.get("problem", ""))) from None
 
 
 def _check(trigger: str, wait_minutes: int, condition: dict[str, Any],
            actions: list[dict[str, Any]]) -> None:
     if trigger not in TRIGGERS:
-        raise JourneyInvalid(problem="the trigger is one of " + ", ".join(TRIGGERS) + ".")
-    if not 0 <= wait_minutes <= MAX_WAIT_MINUTES:
-        raise JourneyInvalid(problem="the wait is 0 to 90 days.")
+        raise _invalid("trigger", N_("choose a trigger from the list."))
+    if isinstance(wait_minutes, bool) or not isinstance(wait_minutes, int) \
+            or not 0 <= wait_minutes <= MAX_WAIT_MINUTES:
+        raise _invalid("wait_minutes", N_("the wait is 0 to 90 days."))
     if set(condition) - {"consent", "tag"}:
-        raise JourneyInvalid(problem="a condition is on consent or a tag.")
-    if "consent" in condition and condition["consent"] not in {c.value for c in Channel}:
-        raise JourneyInvalid(problem="consent is for line, email or sms.")
-    if not 1 <= len(actions) <= 5:
-        raise JourneyInvalid(problem="a journey has 1 to 5 actions.")
-    for action in actions:
+        raise _invalid("condition", N_("a condition is on consent or a tag."))
+    if "consent" in condition and condition["consent"] not in CONSENT_CHANNELS:
+        raise _invalid("condition.consent", N_("consent is for LINE, e-mail or SMS."))
+    if "tag" in condition and not (isinstance(condition["tag"], str)
+                                   and 1 <= len(condition["tag"].strip()) <= 40):
+        raise _invalid("condition.tag", N_("a tag is 1 to 40 characters."))
+    if not 1 <= len(actions) <= MAX_ACTIONS:
+        raise _invalid("actions", N_("a journey has 1 to 5 actions."))
+    for index, action in enumerate(actions):
+        field = f"actions.{index}"
+        if not isinstance(action, dict):
+            raise _invalid(field, N_("actions are message, coupon, points or task."))
         kind = action.get("kind")
         if kind == "message":
-            if action.get("channel", "line") not in ("line", "email", "sms"):
-                raise JourneyInvalid(problem="a message goes out on line, email or sms.")
-            try:
-                payload_for(OutboxChannel(action.get("channel", "line")),
-                            {k: str(v).replace("{name}", "x") for k, v in action.items()
-                             if k in ("text", "subject")})
-            except MessageContentInvalid as exc:
-                raise JourneyInvalid(problem=str(exc.params.get("problem", ""))) from None
+            _check_message(field, action)
         elif kind == "coupon":
-            if not action.get("campaign_id"):
-                raise JourneyInvalid(problem="a coupon action names its campaign.")
+            if not isinstance(action.get("campaign_id"), str) or not action["campaign_id"]:
+                raise _invalid(f"{field}.campaign_id", N_("choose the coupon's campaign."))
         elif kind == "points":
-            if not isinstance(action.get("points"), int) or not 0 < action["points"] <= 100_000:
-                raise JourneyInvalid(problem="points are a whole number from 1 to 100,000.")
+            points = action.get("points")
+            if isinstance(points, bool) or not isinstance(points, int) \
+                    or not 0 < points <= 100_000:
+                raise _invalid(f"{field}.points",
+                               N_("points are a whole number from 1 to 100,000."))
+        elif kind == "task":
+            title = action.get("title")
+            if not isinstance(title, str) or not 1 <= len(title.strip()) <= MAX_TASK_TITLE:
+                raise _invalid(f"{field}.title", N_("a task has a title of 1 to 200 characters."))
         else:
-            raise JourneyInvalid(problem="actions are message, coupon or points.")
+            raise _invalid(f"{field}.kind", N_("actions are message, coupon, points or task."))
+
+
+def _clean(condition: dict[str, Any], actions: list[dict[str, Any]]
+           ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Only the keys each part uses, trimmed: what is stored and shown."""
+    kept = {"message": ("kind", "channel", "subject", "text"), "coupon": ("kind", "campaign_id"),
+            "points": ("kind", "points"), "task": ("kind", "title")}
+    clean_actions = []
+    for action in actions:
+        clean = {k: action[k] for k in kept[action["kind"]] if k in action}
+        if action["kind"] == "message":
+            clean["channel"] = action.get("channel", "line")
+            if clean["channel"] != "email":
+                clean.pop("subject", None)
+        for key in ("text", "subject", "title"):
+            if key in clean:
+                clean[key] = str(clean[key]).strip()
+        clean_actions.append(clean)
+    clean_condition = {k: str(v).strip() for k, v in condition.items() if str(v).strip()}
+    return clean_condition, clean_actions
+
+
+def _check_campaigns(session: Session, tenant_id: str, actions: list[dict[str, Any]]) -> None:
+    """A coupon action names a campaign of this brand."""
+    from omniloop.campaigns.models import Campaign
+
+    for index, action in enumerate(actions):
+        if action["kind"] == "coupon" and session.get(
+                Campaign, (tenant_id, action["campaign_id"])) is None:
+            raise _invalid(f"actions.{index}.campaign_id", N_("choose the coupon's campaign."))
+
+
+def _define(session: Session, actor: Actor, journey: Journey, *, name: str, trigger: str,
+            wait_minutes: int, condition: dict[str, Any] | None,
+            actions: list[dict[str, Any]]) -> None:
+    condition = condition or {}
+    if not isinstance(condition, dict) or not isinstance(actions, list):
+        raise _invalid("actions", N_("a journey has 1 to 5 actions."))
+    _check(trigger, wait_minutes, condition, actions)
+    condition, actions = _clean(condition, actions)
+    _check_campaigns(session, actor.tenant_id, actions)
+    journey.name = name.strip()[:120] or trigger
+    journey.trigger = trigger
+    journey.wait_minutes = wait_minutes
+    journey.condition = condition
+    journey.actions = actions
 
 
 def create_journey(session: Session, actor: Actor, *, name: str, trigger: str,
                    wait_minutes: int = 0, condition: dict[str, Any] | None = None,
                    actions: list[dict[str, Any]]) -> Journey:
     actor.require(Permission.campaigns_manage)
-    condition = condition or {}
-    _check(trigger, wait_minutes, condition, actions)
-    journey = Journey(tenant_id=actor.tenant_id, name=name.strip()[:120] or trigger,
-                      trigger=trigger, wait_minutes=wait_minutes, condition=condition,
-                      actions=actions, active=True)
+    journey = Journey(tenant_id=actor.tenant_id, active=True)
+    _define(session, actor, journey, name=name, trigger=trigger, wait_minutes=wait_minutes,
+            condition=condition, actions=actions)
     session.add(journey)
     session.flush()
     audit.record(session, actor, "journey.create", "journey", journey.id,
@@ -109,16 +256,52 @@ def create_journey(session: Session, actor: Actor, *, name: str, trigger: str,
     return journey
 
 
-def from_template(session: Session, actor: Actor, template: str) -> Journey:
+def update_journey(session: Session, actor: Actor, journey_id: str, *, name: str,
+                   trigger: str, wait_minutes: int = 0,
+                   condition: dict[str, Any] | None = None,
+                   actions: list[dict[str, Any]]) -> Journey:
+    """A new definition for an existing journey. Runs already waiting take the new one when
+    they are due (the condition and actions are read then); who entered stays entered."""
+    actor.require(Permission.campaigns_manage)
+    journey = get_journey(session, actor, journey_id)
+    _define(session, actor, journey, name=name, trigger=trigger, wait_minutes=wait_minutes,
+            condition=condition, actions=actions)
+    session.flush()
+    audit.record(session, actor, "journey.edit", "journey", journey.id,
+                 {"name": journey.name, "trigger": trigger})
+    return journey
+
+
+def get_journey(session: Session, actor: Actor, journey_id: str) -> Journey:
+    actor.require(Permission.campaigns_read)
+    journey = session.get(Journey, (actor.tenant_id, journey_id))
+    if journey is None:
+        raise JourneyNotFound()
+    return journey
+
+
+def template_spec(template: str) -> dict[str, Any]:
+    """A template's definition, its name in the request's language (the editor starts
+    from it)."""
     from omniloop.core.i18n import gettext as translated  # the msgid is in TEMPLATES
 
     spec = TEMPLATES.get(template)
     if spec is None:
-        raise JourneyInvalid(problem="unknown template.")
-    return create_journey(session, actor, name=translated(str(spec["name"])),
-                          trigger=spec["trigger"],
-                          wait_minutes=spec["wait_minutes"], condition=dict(spec["condition"]),
-                          actions=[dict(a) for a in spec["actions"]])
+        raise _invalid("template", N_("unknown template."))
+    return {"name": translated(str(spec["name"])), "trigger": spec["trigger"],
+            "wait_minutes": spec["wait_minutes"], "condition": dict(spec["condition"]),
+            "actions": [dict(a) for a in spec["actions"]]}
+
+
+def needs_choices(template: str) -> bool:
+    """A template with a coupon action: the campaign is picked in the editor first."""
+    spec = TEMPLATES.get(template)
+    return spec is not None and any(a["kind"] == "coupon" and not a.get("campaign_id")
+                                    for a in spec["actions"])
+
+
+def from_template(session: Session, actor: Actor, template: str) -> Journey:
+    return create_journey(session, actor, **template_spec(template))
 
 
 def list_journeys(session: Session, actor: Actor) -> list[tuple[Journey, dict[str, int]]]:
@@ -138,11 +321,7 @@ def list_journeys(session: Session, actor: Actor) -> list[tuple[Journey, dict[st
 
 def set_active(session: Session, actor: Actor, journey_id: str, active: bool) -> Journey:
     actor.require(Permission.campaigns_manage)
-    journey = session.get(Journey, (actor.tenant_id, journey_id))
-    if journey is None:
-        from omniloop.core.errors import NotFound
-
-        raise NotFound()
+    journey = get_journey(session, actor, journey_id)
     journey.active = active
     audit.record(session, actor, "journey.update", "journey", journey.id, {"active": active})
     return journey
@@ -204,7 +383,7 @@ def _condition_holds(session: Session, run: JourneyRun, condition: dict[str, Any
 
 
 def _act(session: Session, actor: Actor, run: JourneyRun, index: int,
-         action: dict[str, Any]) -> str:
+         action: dict[str, Any], now: datetime) -> str:
     kind = action["kind"]
     if kind == "message":
         channel = OutboxChannel(action.get("channel", "line"))
@@ -232,6 +411,17 @@ def _act(session: Session, actor: Actor, run: JourneyRun, index: int,
         entry = adjust_points(session, actor, run.customer_id, int(action["points"]),
                               f"journey {run.journey_id}", key=f"journey:{run.id}:{index}")
         return f"+{entry.points} points"
+    if kind == "task":
+        customer = session.get(Customer, (run.tenant_id, run.customer_id))
+        name = (customer.name if customer is not None else None) or ""
+        task = StaffTask(tenant_id=run.tenant_id, run_id=run.id, action_index=index,
+                         journey_id=run.journey_id, customer_id=run.customer_id,
+                         store_id=customer.home_store_id if customer is not None else None,
+                         title=str(action["title"]).replace("{name}", name)[:MAX_TASK_TITLE],
+                         created_at=now)
+        session.add(task)
+        session.flush()
+        return f"task {task.id}"
     return "unknown action"
 
 
@@ -256,7 +446,7 @@ def run_due(session: Session, *, now: datetime | None = None, limit: int = 500) 
             for index, action in enumerate(journey.actions):
                 try:
                     with session.begin_nested():
-                        outcome = _act(session, actor, run, index, action)
+                        outcome = _act(session, actor, run, index, action, now)
                 except OmniloopError as exc:
                     failed = True
                     outcome = f"refused: {exc.code}"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from omniloop.core.db import Session
 from omniloop.messaging import journeys, webhooks
 from omniloop.orders.models import Order, Refund
 from omniloop.tenancy.access import Actor
+
+if TYPE_CHECKING:
+    from omniloop.loops.models import Feedback
 
 
 def announce_order(session: Session, actor: Actor, order: Order) -> None:
@@ -52,3 +57,13 @@ def announce_refund(session: Session, actor: Actor, order: Order, refund: Refund
         "id": refund.id, "order_id": order.id, "external_id": refund.external_id,
         "amount_minor": refund.amount_minor, "currency": refund.currency,
         "reason": refund.reason, "refunded_at": refund.refunded_at.isoformat()})
+
+
+def enter_low_feedback_journeys(session: Session, actor: Actor, feedback: Feedback) -> None:
+    """`low_feedback` journeys, once per feedback, in the feedback's transaction."""
+    from omniloop.customers.profiles import survivor_ids
+
+    survivor = survivor_ids(session, actor.tenant_id,
+                            [feedback.customer_id])[feedback.customer_id]
+    journeys.enter(session, actor.tenant_id, "low_feedback", survivor,
+                   f"feedback:{feedback.id}")

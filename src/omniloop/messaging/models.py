@@ -282,3 +282,41 @@ class JourneyRun(Base):
     log: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = created_at_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class StaffTaskStatus(enum.StrEnum):
+    open = "open"
+    done = "done"
+
+
+class StaffTask(Base):
+    """Something a journey asks the staff to do for one customer (call them, welcome them
+    back), listed under *Messaging → Tasks* for the customer's home store until marked done.
+    One per journey run and action."""
+
+    __tablename__ = "staff_tasks"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "run_id", "action_index"),
+        ForeignKeyConstraint(["tenant_id", "run_id"], ["journey_runs.tenant_id",
+                                                       "journey_runs.id"]),
+        ForeignKeyConstraint(["tenant_id", "store_id"], ["stores.tenant_id", "stores.id"]),
+        Index("ix_staff_tasks_tenant_id_status_created_at", "tenant_id", "status",
+              "created_at"),
+        Index("ix_staff_tasks_tenant_id_customer_id_status", "tenant_id", "customer_id",
+              "status"),
+    )
+
+    tenant_id: Mapped[str] = tenant_fk()
+    id: Mapped[str] = id_column()
+    run_id: Mapped[str] = mapped_column(String(26))
+    action_index: Mapped[int] = mapped_column(Integer)
+    journey_id: Mapped[str] = mapped_column(String(26))
+    # Not a foreign key, as in the outbox: erasure and merges are never blocked by tasks.
+    customer_id: Mapped[str] = mapped_column(String(26))
+    store_id: Mapped[str | None] = mapped_column(String(26))
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[StaffTaskStatus] = mapped_column(string_enum(StaffTaskStatus, 8),
+                                                    default=StaffTaskStatus.open)
+    created_at: Mapped[datetime] = created_at_column()
+    done_at: Mapped[datetime | None] = mapped_column()
+    done_by: Mapped[str | None] = mapped_column(String(160))

@@ -1,6 +1,7 @@
 """Admin pages of messaging: overview (delivery stats, sends), a new send with preview,
 a send's per-recipient status, messages and dead letters (replay), channel settings and
-sending rules, webhook subscriptions. Thin: the services hold the rules."""
+sending rules, webhook subscriptions. Thin: the services hold the rules. Journeys and staff
+tasks have theirs in journey_pages.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from omniloop.campaigns.models import Campaign
 from omniloop.core.clock import aware
 from omniloop.core.errors import N_, OmniloopError
 from omniloop.core.settings import get_settings
-from omniloop.messaging import channels, journeys, outbox, sends, webhooks
+from omniloop.messaging import channels, outbox, sends, webhooks
 from omniloop.messaging.errors import MessageContentInvalid
 from omniloop.messaging.models import OutboxChannel, OutboxMessage, OutboxStatus
 from omniloop.tenancy import audit
@@ -322,49 +323,3 @@ def toggle_webhook(endpoint_id: str, admin: Admin, session: SessionDep) -> Respo
                              event_types=list(endpoint.event_types),
                              active=not endpoint.active, description=endpoint.description)
     return RedirectResponse("/admin/messaging/webhooks", status_code=status.HTTP_303_SEE_OTHER)
-
-
-# --- journeys -----------------------------------------------------------------------------
-
-audit.register_action("journey.create", N_("Journey created"))
-audit.register_action("journey.update", N_("Journey switched on or off"))
-register_flash("journey_created", N_("The journey was created."))
-RUN_LABELS = {"waiting": N_("Waiting"), "done": N_("Done"), "skipped": N_("Condition not met"),
-              "failed": N_("An action failed")}
-
-
-@router.get("/journeys")
-def journeys_page(admin: Admin, session: SessionDep, done: str | None = None) -> Response:
-    rows = journeys.list_journeys(session, admin.actor)
-    return render(admin.request, "admin/messaging/journeys.html", admin.template_values(
-        "messaging", rows=rows, templates=journeys.TEMPLATES, triggers=journeys.TRIGGERS,
-        run_labels=RUN_LABELS, can_manage=admin.actor.can(Permission.campaigns_manage),
-        flash=flash_message(done)))
-
-
-@router.post("/journeys/from-template", dependencies=[CsrfChecked])
-def journey_from_template(admin: Admin, session: SessionDep,
-                          template: FormText = "") -> Response:
-    journeys.from_template(session, admin.actor, template)
-    return redirect_done("/admin/messaging/journeys", "journey_created")
-
-
-@router.post("/journeys/{journey_id}/toggle", dependencies=[CsrfChecked])
-def toggle_journey(journey_id: str, admin: Admin, session: SessionDep,
-                   active: FormText = "") -> Response:
-    journeys.set_active(session, admin.actor, journey_id, active == "1")
-    return RedirectResponse("/admin/messaging/journeys", status_code=status.HTTP_303_SEE_OTHER)
-
-
-@router.get("/journeys/{journey_id}")
-def journey_detail(journey_id: str, admin: Admin, session: SessionDep) -> Response:
-    found = [(j, c) for j, c in journeys.list_journeys(session, admin.actor) if j.id == journey_id]
-    if not found:
-        from omniloop.core.errors import NotFound
-
-        raise NotFound()
-    journey, counts = found[0]
-    runs = journeys.recent_runs(session, admin.actor, journey.id)
-    return render(admin.request, "admin/messaging/journey.html", admin.template_values(
-        "messaging", journey=journey, counts=counts, runs=runs, triggers=journeys.TRIGGERS,
-        run_labels=RUN_LABELS))

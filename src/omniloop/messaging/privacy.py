@@ -2,7 +2,8 @@
 
 The outbox holds addresses (LINE ids, e-mails, phones) and message texts; erasure blanks them
 on every message of the person and stops those not yet sent, and journey runs still waiting
-for the person are skipped. The export lists what was sent to the person, and when.
+for the person are skipped; staff tasks about the person lose their titles (they may name
+them) and are closed. The export lists what was sent to the person, and when, and the tasks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from omniloop.messaging.models import (
     JourneyRunStatus,
     OutboxMessage,
     OutboxStatus,
+    StaffTask,
+    StaffTaskStatus,
 )
 from omniloop.tenancy.access import Actor
 
@@ -50,8 +53,24 @@ def _erase(session: Session, actor: Actor, _customer: Customer, ids: set[str]) -
         JourneyRun.status == JourneyRunStatus.waiting)
         .values(status=JourneyRunStatus.skipped, finished_at=utcnow())
         .execution_options(synchronize_session=False))
+    tasks = (StaffTask.tenant_id == actor.tenant_id, StaffTask.customer_id.in_(ids))
+    session.execute(update(StaffTask).where(*tasks, StaffTask.status == StaffTaskStatus.open)
+                    .values(status=StaffTaskStatus.done, done_at=utcnow(), done_by=ERASED)
+                    .execution_options(synchronize_session=False))
+    session.execute(update(StaffTask).where(*tasks).values(title=ERASED)
+                    .execution_options(synchronize_session=False))
     return int(changed or 0)
 
 
+def _export_tasks(session: Session, actor: Actor, _customer: Customer, ids: set[str]) -> Any:
+    return [{"id": t.id, "title": t.title, "status": t.status.value,
+             "created_at": as_utc(t.created_at).isoformat(),
+             "done_at": as_utc(t.done_at).isoformat() if t.done_at else None}
+            for t in session.scalars(select(StaffTask).where(
+                StaffTask.tenant_id == actor.tenant_id,
+                StaffTask.customer_id.in_(ids)).order_by(StaffTask.id))]
+
+
 register_export_section("messages", _export)
+register_export_section("staff_tasks", _export_tasks)
 register_erase_step("messages", _erase)

@@ -14,12 +14,13 @@ from omniloop.api.deps import ApiActor, SessionDep, client_ip
 from omniloop.core.clock import aware
 from omniloop.core.db import get_database
 from omniloop.core.schemas import RequestModel, ResponseModel, UtcDatetime
-from omniloop.messaging import journeys, otp, outbox, sends, webhooks
+from omniloop.messaging import journeys, otp, outbox, sends, tasks, webhooks
 from omniloop.messaging.models import (
     MessageSend,
     OutboxChannel,
     OutboxMessage,
     OutboxStatus,
+    StaffTaskStatus,
     WebhookEndpoint,
 )
 from omniloop.tenancy.tenants import get_tenant, get_tenant_by_slug
@@ -273,17 +274,32 @@ def check_verification(tenant_slug: str, verification_id: str, body: CodeIn) -> 
 
 # --- journeys -----------------------------------------------------------------------------
 
+_TRIGGERS_DOC = "; ".join(f"`{k}`: {v}" for k, v in journeys.TRIGGERS.items())
+
 
 class JourneyIn(RequestModel):
     name: str = Field(min_length=1, max_length=120)
-    trigger: str = Field(description=", ".join(journeys.TRIGGERS))
-    wait_minutes: int = Field(default=0, ge=0, le=journeys.MAX_WAIT_MINUTES)
+    trigger: str = Field(description="What starts the journey. " + _TRIGGERS_DOC + ". "
+                         "Each customer enters once per occurrence (the order, the follow, the "
+                         "feedback, the birthday's year, the coupon, the points' expiry date, "
+                         "the last order before 60 days without a visit). `birthday`, "
+                         "`coupon_expiring`, `points_expiring` and `no_visit` are found by a "
+                         "daily scan (04:00 in the brand's time zone, or `omniloop journeys "
+                         "scan`).")
+    wait_minutes: int = Field(default=0, ge=0, le=journeys.MAX_WAIT_MINUTES,
+                              description="How long to wait after the trigger (at most 90 "
+                                          "days).")
     condition: dict[str, str] = Field(
-        default_factory=dict, description='{} (everyone), {"consent": "line"}, {"tag": "vip"}')
+        default_factory=dict,
+        description='Checked after the wait: {} (everyone), {"consent": "line"|"email"|"sms"}, '
+                    '{"tag": "vip"}, or both.')
     actions: list[dict[str, Any]] = Field(
-        min_length=1, max_length=5,
-        description='{"kind": "message", "channel": "line", "text": "…{name}…"}, '
-                    '{"kind": "coupon", "campaign_id": "…"}, {"kind": "points", "points": 50}')
+        min_length=1, max_length=journeys.MAX_ACTIONS,
+        description='Done in order, each logged on the run: '
+                    '{"kind": "message", "channel": "line"|"email"|"sms", "text": "…{name}…", '
+                    '"subject": "(e-mail)"}, {"kind": "coupon", "campaign_id": "…"} (into the '
+                    'wallet), {"kind": "points", "points": 50}, {"kind": "task", "title": '
+                    '"Call {name}"} (a staff task for the customer\'s home store).')
 
 
 class JourneyOut(ResponseModel):
@@ -294,7 +310,9 @@ class JourneyOut(ResponseModel):
     condition: dict[str, Any]
     actions: list[dict[str, Any]]
     active: bool
-    runs: dict[str, int] = Field(default_factory=dict, description="Runs per state.")
+    runs: dict[str, int] = Field(default_factory=dict,
+                                 description="Runs per state: waiting, done, skipped "
+                                             "(condition not met), failed (an action refused).")
 
 
 @router.get("/journeys", summary="Journeys with their run counts", operation_id="journeys-list")
@@ -306,8 +324,53 @@ def list_journeys(actor: ApiActor, session: SessionDep) -> list[JourneyOut]:
 @router.post("/journeys", status_code=status.HTTP_201_CREATED, summary="Create a journey",
              operation_id="journeys-create")
 def create_journey(body: JourneyIn, actor: ApiActor, session: SessionDep) -> JourneyOut:
-    """Each customer enters once per trigger occurrence; every step is logged on the run."""
+    """Each customer enters once per trigger occurrence; every step is logged on the run.
+    A definition that cannot run is `422 journey_invalid`, with `field` naming the part at
+    fault (e.g. `actions.1.campaign_id`)."""
     journey = journeys.create_journey(session, actor, name=body.name, trigger=body.trigger,
                                       wait_minutes=body.wait_minutes,
                                       condition=dict(body.condition), actions=body.actions)
     return JourneyOut.model_validate(journey)
+
+
+@router.put("/journeys/{journey_id}", summary="Change a journey",
+            operation_id="journeys-update")
+def update_journey(journey_id: str, body: JourneyIn, actor: ApiActor,
+                   session: SessionDep) -> JourneyOut:
+    """A new definition. Runs still waiting take it when they are due; who entered stays
+    entered (no one enters twice for the same occurrence)."""
+    journey = journeys.update_journey(session, actor, journey_id, name=body.name,
+                                      trigger=body.trigger, wait_minutes=body.wait_minutes,
+                                      condition=dict(body.condition), actions=body.actions)
+    counts = dict(journeys.list_journeys(session, actor))[journey]
+    return JourneyOut(**JourneyOut.model_validate(journey).model_dump(exclude={"runs"}),
+                      runs=counts)
+
+
+class StaffTaskOut(ResponseModel):
+    id: str
+    journey_id: str
+    customer_id: str
+    store_id: str | None
+    title: str
+    status: StaffTaskStatus
+    created_at: UtcDatetime
+    done_at: UtcDatetime | None
+    done_by: str | None
+
+
+@router.get("/staff-tasks", summary="Staff tasks created by journeys",
+            operation_id="staff-tasks-list")
+def list_staff_tasks(actor: ApiActor, session: SessionDep,
+                     status_: Annotated[StaffTaskStatus | None, Query(alias="status")] = None,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[StaffTaskOut]:
+    """Newest first; a key bound to stores sees those stores' tasks."""
+    return [StaffTaskOut.model_validate(t)
+            for t in tasks.list_tasks(session, actor, status_, limit=limit)]
+
+
+@router.post("/staff-tasks/{task_id}/done", summary="Mark a staff task done",
+             operation_id="staff-tasks-done")
+def staff_task_done(task_id: str, actor: ApiActor, session: SessionDep) -> StaffTaskOut:
+    """Done once; marking it again changes nothing."""
+    return StaffTaskOut.model_validate(tasks.mark_done(session, actor, task_id))

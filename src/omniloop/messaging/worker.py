@@ -8,8 +8,9 @@ lost wake-up therefore delays messages by at most a minute and never drops one; 
 worker leaves leased rows that the next dispatch takes over when their lease runs out.
 
 The worker also runs the loyalty daily job hourly (`loyalty.jobs.run_daily_where_due`:
-each brand at 03:00 in its own time zone) and, hourly too, the loop's referral expiry
-(`loops.jobs.expire_everywhere`: pending referrals past their window become expired).
+each brand at 03:00 in its own time zone), hourly too, the loop's referral expiry
+(`loops.jobs.expire_everywhere`: pending referrals past their window become expired),
+and the journey trigger scan (`journey_scan.scan_where_due`: each brand at 04:00 local).
 
 A Huey lock keeps one dispatch loop per queue at a time; the consumer flushes stale locks
 when it starts (a SIGKILLed worker cannot release its own).
@@ -33,6 +34,7 @@ from omniloop.loops.jobs import expire_everywhere
 from omniloop.loyalty.jobs import run_daily_where_due
 from omniloop.messaging import journeys, outbox, sends
 from omniloop.messaging.dispatch import Dispatcher
+from omniloop.messaging.journey_scan import scan_where_due
 from omniloop.messaging.models import JourneyRun, JourneyRunStatus, MessageSend, SendStatus
 
 log = logging.getLogger("omniloop.messaging")
@@ -66,6 +68,8 @@ def get_huey() -> Huey:
             # Hourly: referrals whose window passed without a store purchase expire.
             huey.periodic_task(crontab(minute="20"), name="loops.expire_referrals")(
                 _expire_referrals)
+            # Hourly: each brand's time-based journey triggers are scanned at 04:00 local.
+            huey.periodic_task(crontab(minute="25"), name="journeys.scan")(_journey_scan)
             huey.on_startup(name="messaging.startup")(_wake_on_start)
             _huey = huey
         return _huey
@@ -129,6 +133,11 @@ def _loyalty_daily() -> None:
 
 def _expire_referrals() -> None:
     expire_everywhere()
+
+
+def _journey_scan() -> None:
+    if scan_where_due():
+        wake()  # runs entered without a wait are due now
 
 
 def _release_and_run_journeys() -> None:
