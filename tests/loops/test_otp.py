@@ -115,3 +115,30 @@ def test_a_referral_invitation_asks_for_the_sms_code_first(
                                              "sms_code": code}, follow_redirects=False)
     assert accepted.status_code == 303, accepted.text
     assert _phones(session) == 2
+
+
+def test_a_verified_code_ties_a_new_browser_to_a_known_number(
+        client: TestClient, session: Session, database: Database, shop: Shop,
+        sms: SmsStandIn) -> None:
+    """A member known by phone scans a table QR on a phone this brand never saw: the code
+    texted to the number proves them as a browser tied to the profile would, so the browser
+    joins the profile (as on the claim page)."""
+    from tests.customers.factories import make_customer
+
+    member = make_customer(session, shop.tenant, ("phone", "0912 345 678"))
+    session.commit()
+    table = make_touchpoint(session, shop, Purpose.membership, reward_points=20)
+    page = client.get(f"/t/{table.code}")
+    base = {"form_token": form_token_of(page.text), "phone": "0912 345 678"}
+    asked = client.post(f"/t/{table.code}", data=base, follow_redirects=False)
+    verification = re.search(r'name="verification_id" value="([^"]+)"', asked.text)
+    assert verification is not None
+    code = _code_sent(database, sms)
+    joined = client.post(f"/t/{table.code}", data=base | {
+        "verification_id": verification.group(1), "sms_code": code}, follow_redirects=False)
+    assert joined.status_code == 303, joined.text
+    session.rollback()
+    devices = session.scalars(select(CustomerIdentity.customer_id).where(
+        CustomerIdentity.tenant_id == shop.tenant.id,
+        CustomerIdentity.kind == IdentityKind.device)).all()
+    assert devices == [member]

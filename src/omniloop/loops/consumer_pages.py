@@ -364,7 +364,8 @@ def touchpoint_action(code: str, request: Request, session: SessionDep, phone: F
             _limit_numbers(request, device)
         except RateLimited as error:
             return again(429, notice=error.localized())
-        visitor = identify_visitor(session, actor, e164, device, source="touchpoint")
+        visitor = identify_visitor(session, actor, e164, device, source="touchpoint",
+                                   verified=gate.verification_id is not None)
     now = utcnow()
     marks: dict[str, str] = {}
     try:
@@ -577,7 +578,8 @@ def accept_invitation(tenant_slug: str, code: str, request: Request, session: Se
                            errors={"sms_code": gettext(gate.error)} if gate.error else None)
     try:
         _limit_numbers(request, device)
-        result = refer(session, _actor(tenant.id), code, e164, device)
+        result = refer(session, _actor(tenant.id), code, e164, device,
+                       verified=gate.verification_id is not None)
     except OmniloopError as error:
         session.rollback()
         status_code = error.status if 400 <= error.status < 500 else 409

@@ -119,8 +119,9 @@ class ReferralResult:
 
 
 def refer(session: Session, actor: Actor, code: str, phone_e164: str, device_id: str | None,
-          *, now: datetime | None = None) -> ReferralResult:
-    """A friend, by phone, signs up through a member's code and gets the welcome coupon."""
+          *, now: datetime | None = None, verified: bool = False) -> ReferralResult:
+    """A friend, by phone, signs up through a member's code and gets the welcome coupon.
+    `verified`: the friend typed the code texted to the number (see `identify_visitor`)."""
     actor.require(Permission.customers_write)
     now = now or utcnow()
     tenant_id = actor.tenant_id
@@ -159,7 +160,7 @@ def refer(session: Session, actor: Actor, code: str, phone_e164: str, device_id:
                 coupon = session.get(Coupon, (tenant_id, earlier.coupon_id))
                 if coupon is not None:  # the same invitation opened again
                     visitor = identify_visitor(session, actor, phone_e164, device_id,
-                                               source="referral")
+                                               source="referral", verified=verified)
                     return ReferralResult(earlier, coupon, visitor.customer_id,
                                           visitor.trusted, created=False)
             raise AlreadyReferred()
@@ -173,7 +174,8 @@ def refer(session: Session, actor: Actor, code: str, phone_e164: str, device_id:
         Referral.created_at >= month_start(now, tenant.timezone)))
     if (this_month or 0) >= program.monthly_cap:
         raise ReferralCapReached(cap=program.monthly_cap)
-    visitor = identify_visitor(session, actor, phone_e164, device_id, source="referral")
+    visitor = identify_visitor(session, actor, phone_e164, device_id, source="referral",
+                               verified=verified)
     friend = _survivor(session, tenant_id, visitor.customer_id)
     claim = claims.issue_coupon(
         session, actor, program.welcome_campaign_id,

@@ -66,10 +66,14 @@ def visitor_from_token(token: str, tenant_id: str) -> Visitor | None:
 
 
 def identify_visitor(session: Session, actor: Actor, phone_e164: str,
-                     device_id: str | None, *, source: str) -> Visitor:
-    """Find or create the profile of this number; join the device when that is safe."""
+                     device_id: str | None, *, source: str, verified: bool = False) -> Visitor:
+    """Find or create the profile of this number; join the device when that is safe.
+
+    `verified`: the person typed the code texted to the number (`messaging.otp`), which
+    proves they hold the phone as well as a browser already tied to the profile does (the
+    claim page trusts it the same way)."""
     holder = phone_holder(session, actor.tenant_id, phone_e164)
-    trusted = device_trusted(session, actor.tenant_id, holder, device_id)
+    trusted = verified or device_trusted(session, actor.tenant_id, holder, device_id)
     identities = [IdentityIn(kind=IdentityKind.phone, value=phone_e164)]
     device = (device_identity(session, actor.tenant_id, device_id, phone_e164)
               if trusted else None)
