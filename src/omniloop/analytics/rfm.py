@@ -218,7 +218,7 @@ def _totals_as_of(session: Session, tenant_id: str, cutoff: datetime) -> list[An
         .where(CustomerOrderTotal.tenant_id == tenant_id, CustomerOrderTotal.orders > 0))
     limit = int(cutoff.timestamp())
     if not rows or not paid_since:
-        return rows if not rows or max(map(itemgetter(1), rows)) < limit else None
+        return rows  # nothing paid since the day: the totals stand as they were then
     earlier = aliased(Order)
     last_before = (select(epoch_seconds(session, func.max(earlier.paid_at)))
                    .where(earlier.tenant_id == tenant_id,
