@@ -313,7 +313,7 @@ def test_the_worker_schedules_the_scan_hourly(tmp_path: Path,
     try:
         periodic = {task.name: task for task in worker.get_huey()._registry.periodic_tasks}
         hourly = periodic["journeys.scan"]
-        at = [datetime(2026, 11, 25, hour, minute) for hour in (3, 4) for minute in (0, 20)]
+        at = [datetime(2026, 11, 25, hour, minute) for hour in (3, 4) for minute in (0, 25)]
         assert [hourly.validate_datetime(moment) for moment in at] == [False, True, False, True]
     finally:
         worker.reset()
