@@ -85,3 +85,38 @@ class VerificationInvalid(BadRequest):
 class VerificationRequired(BadRequest):
     code = "phone_verification_required"
     message = N_("Verify the phone number with the code we sent by SMS first.")
+
+
+class UnknownVariable(MessageContentInvalid):
+    """A `{variable}` that sends cannot fill; `field` names the text that holds it."""
+
+    code = "message_content_invalid"
+    message = N_("Unknown variable {variable}. The variables are {allowed}.")
+
+
+class MessageTemplateNotFound(NotFound):
+    code = "message_template_not_found"
+    message = N_("Message template not found.")
+
+
+class MessageTemplateInvalid(ValidationFailed):
+    """`problem` is an English msgid, translated when shown; `field` names the field."""
+
+    code = "message_template_invalid"
+    message = N_("The message template is invalid: {problem}")
+
+    def localized(self) -> str:
+        from omniloop.core.i18n import gettext
+
+        return gettext(self.msgid).format(problem=self.problem())
+
+    def problem(self) -> str:
+        """The problem alone, in the request's language (shown beside the field)."""
+        from omniloop.core.i18n import gettext
+
+        return gettext(str(self.params.get("problem", "")))
+
+
+class ContentOrTemplate(ValidationFailed):
+    code = "content_or_template_required"
+    message = N_("Give either the content or a template_id, not both.")

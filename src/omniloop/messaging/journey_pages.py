@@ -20,6 +20,7 @@ from omniloop.core.errors import N_, OmniloopError
 from omniloop.core.i18n import gettext
 from omniloop.messaging import journeys, tasks
 from omniloop.messaging.models import Journey, StaffTaskStatus
+from omniloop.messaging.templates import content_of, list_templates
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Permission
 from omniloop.tenancy.stores import list_stores
@@ -115,13 +116,14 @@ class JourneyForm(BaseModel):
     action_campaign: list[str] = []
     action_points: list[str] = []
     action_title: list[str] = []
+    action_template: list[str] = []
 
     def action_rows(self) -> list[dict[str, str]]:
         """Exactly MAX_ACTIONS rows, as typed (unused rows have no kind)."""
         columns = {"kind": self.action_kind, "channel": self.action_channel,
                    "subject": self.action_subject, "text": self.action_text,
                    "campaign_id": self.action_campaign, "points": self.action_points,
-                   "title": self.action_title}
+                   "title": self.action_title, "template_id": self.action_template}
         return [{key: (values[i] if i < len(values) else "") for key, values in columns.items()}
                 for i in range(journeys.MAX_ACTIONS)]
 
@@ -182,7 +184,11 @@ def parse_journey(form: JourneyForm) -> tuple[dict[str, Any] | None, list[int], 
         if not kind:
             continue
         action: dict[str, Any] = {"kind": kind}
-        if kind == "message":
+        if kind == "message" and row["template_id"] and not row["text"].strip():
+            # A template picked, the text left empty (no JavaScript to fill it): the
+            # service copies the template's channel, subject and text into the journey.
+            action["template_id"] = row["template_id"]
+        elif kind == "message":
             action |= {"channel": row["channel"] or "line", "text": row["text"]}
             if row["channel"] == "email":
                 action["subject"] = row["subject"]
@@ -225,11 +231,13 @@ def _error_of(exc: journeys.JourneyInvalid, rows: list[int]) -> tuple[str, str]:
 def _editor(admin: AdminContext, session: SessionDep, form: JourneyForm, *,
             journey: Journey | None = None, errors: dict[str, str] | None = None,
             status_code: int = status.HTTP_200_OK) -> Response:
+    saved = list_templates(session, admin.actor)
     return render(admin.request, "admin/messaging/journey_form.html", admin.template_values(
         "messaging", form=form, rows=form.action_rows(), journey=journey, errors=errors or {},
         triggers=journeys.TRIGGERS, action_kinds=journeys.ACTION_KINDS,
         channel_labels=CHANNEL_LABELS, wait_units=WAIT_UNITS,
-        campaigns=list_campaigns(session, admin.actor, limit=100)),
+        campaigns=list_campaigns(session, admin.actor, limit=100), templates=saved,
+        template_data={t.id: {"channel": t.channel.value, **content_of(t)} for t in saved}),
         status_code=status_code)
 
 

@@ -37,7 +37,8 @@ from omniloop.messaging.models import (
     Purpose,
     StaffTask,
 )
-from omniloop.messaging.service import message_customer, payload_for
+from omniloop.messaging.sends import check_content, personal_values, render, variables_in
+from omniloop.messaging.service import message_customer
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor, Permission, system_actor
 
@@ -148,12 +149,39 @@ def _check_message(field: str, action: dict[str, Any]) -> None:
     limit = {"line": line_messages.MAX_TEXT, "email": 20_000, "sms": 1000}[str(channel)]
     if len(text) > limit:
         raise _invalid(f"{field}.text", N_("the message is too long."))
-    try:
-        payload_for(OutboxChannel(channel),
-                    {k: str(v).replace("{name}", "x") for k, v in action.items()
-                     if k in ("text", "subject")})
+    try:  # the variables and the channel's limits, as a send's content
+        check_content(OutboxChannel(channel),
+                      {k: v for k, v in action.items() if k in ("text", "subject")},
+                      field_prefix=f"{field}.")
     except MessageContentInvalid as exc:
-        raise _invalid(f"{field}.text", str(exc.params.get("problem", ""))) from None
+        raise _invalid(exc.field or f"{field}.text", exc.localized()) from None
+
+
+def _from_templates(session: Session, actor: Actor,
+                    actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Message actions naming a saved template (`template_id`) get a copy of its channel,
+    subject and text: the journey sends what it stores, and a later change to the template
+    changes nothing here."""
+    from omniloop.messaging.templates import content_of, get_template
+
+    copied = []
+    for index, action in enumerate(actions):
+        if isinstance(action, dict) and action.get("kind") == "message" \
+                and action.get("template_id"):
+            if str(action.get("text") or "").strip():
+                raise _invalid(f"actions.{index}.template_id",
+                               N_("give either a text or a template, not both."))
+            try:
+                template = get_template(session, actor, str(action["template_id"]))
+            except OmniloopError:
+                raise _invalid(f"actions.{index}.template_id",
+                               N_("choose a template from the list.")) from None
+            content = content_of(template)
+            action = {"kind": "message", "channel": template.channel.value,
+                      "text": content["text"]} | (
+                {"subject": content["subject"]} if "subject" in content else {})
+        copied.append(action)
+    return copied
 
 
 def _check(trigger: str, wait_minutes: int, condition: dict[str, Any],
@@ -232,6 +260,7 @@ def _define(session: Session, actor: Actor, journey: Journey, *, name: str, trig
     condition = condition or {}
     if not isinstance(condition, dict) or not isinstance(actions, list):
         raise _invalid("actions", N_("a journey has 1 to 5 actions."))
+    actions = _from_templates(session, actor, actions)
     _check(trigger, wait_minutes, condition, actions)
     condition, actions = _clean(condition, actions)
     _check_campaigns(session, actor.tenant_id, actions)
@@ -389,10 +418,15 @@ def _act(session: Session, actor: Actor, run: JourneyRun, index: int,
         channel = OutboxChannel(action.get("channel", "line"))
         customer = session.get(Customer, (run.tenant_id, run.customer_id))
         name = (customer.name if customer is not None else None) or ""
-        content = {k: str(v).replace("{name}", name) for k, v in action.items()
-                   if k in ("text", "subject", "html")}
+        # The send variables, rendered as a send renders them ({claim_url} is empty: a
+        # journey message names no campaign).
+        content = check_content(channel, {k: v for k, v in action.items()
+                                          if k in ("text", "subject", "html")})
+        values = personal_values(session, run.tenant_id, run.customer_id, channel,
+                                 variables_in(content), name=name)
+        payload = render(channel, content, values, has_campaign=False)
         queued = message_customer(session, actor, run.customer_id, channel,
-                                  Purpose.marketing, f"journey:{run.id}:{index}", content)
+                                  Purpose.marketing, f"journey:{run.id}:{index}", payload)
         return "queued" if queued else "no address"
     if kind == "coupon":
         from omniloop.campaigns.claims import issue_coupon

@@ -320,3 +320,30 @@ class StaffTask(Base):
     created_at: Mapped[datetime] = created_at_column()
     done_at: Mapped[datetime | None] = mapped_column()
     done_by: Mapped[str | None] = mapped_column(String(160))
+
+
+class MessageTemplate(Base):
+    """Saved content a marketer starts a send or a journey message from.
+
+    Text fields may hold the send variables (`sends.VARIABLES`); they are checked like a
+    send's content when saved. A send or a journey **copies** the content when it is made, so
+    editing or deleting a template never changes what was, or is about to be, sent.
+    """
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    tenant_id: Mapped[str] = tenant_fk()
+    id: Mapped[str] = id_column()
+    name: Mapped[str] = mapped_column(String(120))
+    channel: Mapped[OutboxChannel] = mapped_column(string_enum(OutboxChannel, 8))
+    text: Mapped[str] = mapped_column(Text)
+    # E-mail only: the subject and an optional HTML part.
+    subject: Mapped[str | None] = mapped_column(String(200))
+    html: Mapped[str | None] = mapped_column(Text)
+    # LINE only: the coupon card's title when the send has a campaign.
+    title: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = created_at_column()
+    created_by: Mapped[str] = mapped_column(String(160), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(160), default="")

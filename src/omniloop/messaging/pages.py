@@ -18,7 +18,7 @@ from omniloop.campaigns.models import Campaign
 from omniloop.core.clock import aware
 from omniloop.core.errors import N_, OmniloopError
 from omniloop.core.settings import get_settings
-from omniloop.messaging import channels, outbox, sends, webhooks
+from omniloop.messaging import channels, outbox, sends, templates, webhooks
 from omniloop.messaging.errors import MessageContentInvalid
 from omniloop.messaging.models import OutboxChannel, OutboxMessage, OutboxStatus
 from omniloop.tenancy import audit
@@ -92,6 +92,18 @@ def overview(admin: Admin, session: SessionDep, done: str | None = None) -> Resp
 # --- a new send, with preview -------------------------------------------------------------
 
 
+def preview_payload(admin: AdminContext, channel: OutboxChannel, content: dict[str, Any],
+                    campaign_id: str | None) -> dict[str, Any]:
+    """The message as the signed-in staff member would get it (the send form's preview and
+    the template editor's). Refused content raises as a send would."""
+    clean = sends.check_content(channel, content)
+    base = get_settings().base_url.rstrip("/")
+    sample = {"name": admin.staff.name, "claim_url": f"{base}/c/{admin.tenant.slug}/"
+              f"claim/{campaign_id or 'CAMPAIGN'}", "wallet_url": f"{base}/c/…/wallet",
+              "unsubscribe_url": f"{base}/u/…"}
+    return sends.render(channel, clean, sample, has_campaign=bool(campaign_id))
+
+
 def _send_form_page(admin: AdminContext, session: SessionDep, form: dict[str, str], *,
                     error: str | None = None, preview: dict[str, Any] | None = None,
                     status_code: int = status.HTTP_200_OK) -> Response:
@@ -101,14 +113,17 @@ def _send_form_page(admin: AdminContext, session: SessionDep, form: dict[str, st
         saved_segments = list_segments(session, admin.actor)
     except OmniloopError:  # segments are brand-wide; a store-bound actor has none to pick
         saved_segments = []
+    saved = templates.list_templates(session, admin.actor)
     return render(admin.request, "admin/messaging/send_form.html", admin.template_values(
         "messaging", form=form, error=error, preview=preview, campaigns=campaigns,
         stores=list_stores(session, admin.actor), segments=saved_segments,
-        variables=sends.VARIABLES, **_labels()), status_code=status_code)
+        variables=sends.VARIABLES, templates=saved,
+        template_data={t.id: {"channel": t.channel.value, **templates.content_of(t)}
+                       for t in saved}, **_labels()), status_code=status_code)
 
 
 _SEND_FIELDS = ("name", "channel", "audience", "tag", "store_id", "km", "segment_id",
-                "campaign_id",
+                "campaign_id", "template_id",
                 "title", "subject", "text", "html", "scheduled_at")
 
 
@@ -123,29 +138,34 @@ def new_send(admin: Admin, session: SessionDep) -> Response:
 def create_send(admin: Admin, session: SessionDep, name: FormText = "",
                 channel: FormText = "line", audience: FormText = "channel", tag: FormText = "",
                 store_id: FormText = "", km: FormText = "", segment_id: FormText = "",
-                campaign_id: FormText = "",
+                campaign_id: FormText = "", template_id: FormText = "",
                 title: FormText = "", subject: FormText = "", text: FormText = "",
                 html: FormText = "", scheduled_at: FormText = "",
                 action: FormText = "send") -> Response:
     admin.actor.require(Permission.campaigns_manage)
     form = {"name": name.strip(), "channel": channel, "audience": audience, "tag": tag.strip(),
             "store_id": store_id, "km": km.strip(), "segment_id": segment_id,
-            "campaign_id": campaign_id,
+            "campaign_id": campaign_id, "template_id": template_id,
             "title": title, "subject": subject, "text": text, "html": html,
             "scheduled_at": scheduled_at}
     try:
+        if template_id and not text.strip():
+            # "Start from a template" without JavaScript: the template fills the message
+            # (the page's script does it as soon as one is chosen); the send keeps a copy.
+            chosen = templates.get_template(session, admin.actor, template_id)
+            form |= dict.fromkeys(("title", "subject", "html"), "") | {
+                "channel": chosen.channel.value, **templates.content_of(chosen)}
+            channel, title, subject, text, html = (form[k] for k in (
+                "channel", "title", "subject", "text", "html"))
+            if action != "preview":
+                return _send_form_page(admin, session, form)
         out_channel = OutboxChannel(channel)
         content = {"text": text, "subject": subject, "html": html, "title": title}
         audience_spec: dict[str, Any] = {"kind": audience, "tag": tag.strip(),
                                          "store_id": store_id, "km": km.strip() or None,
                                          "segment_id": segment_id}
         if action == "preview":
-            clean = sends.check_content(out_channel, content)
-            base = get_settings().base_url.rstrip("/")
-            sample = {"name": admin.staff.name, "claim_url": f"{base}/c/{admin.tenant.slug}/"
-                      f"claim/{campaign_id or 'CAMPAIGN'}", "wallet_url": f"{base}/c/…/wallet",
-                      "unsubscribe_url": f"{base}/u/…"}
-            rendered = sends.render(out_channel, clean, sample, has_campaign=bool(campaign_id))
+            rendered = preview_payload(admin, out_channel, content, campaign_id or None)
             count = len(sends.audience_members(session, admin.actor, out_channel,
                                                audience_spec))
             return _send_form_page(admin, session, form, preview={

@@ -14,7 +14,7 @@ from omniloop.api.deps import ApiActor, SessionDep, client_ip
 from omniloop.core.clock import aware
 from omniloop.core.db import get_database
 from omniloop.core.schemas import RequestModel, ResponseModel, UtcDatetime
-from omniloop.messaging import journeys, otp, outbox, sends, tasks, webhooks
+from omniloop.messaging import journeys, otp, outbox, sends, tasks, templates, webhooks
 from omniloop.messaging.models import (
     MessageSend,
     OutboxChannel,
@@ -144,6 +144,9 @@ class AudienceIn(RequestModel):
     km: float | None = Field(default=None, gt=0, le=500)
 
 
+_VARIABLES_DOC = ", ".join("`{" + v + "}`" for v in sends.VARIABLES)
+
+
 class ContentIn(RequestModel):
     text: str = Field(min_length=1, max_length=5000)
     subject: str | None = Field(default=None, max_length=200)
@@ -153,9 +156,18 @@ class ContentIn(RequestModel):
 
 class SendIn(RequestModel):
     name: str = Field(min_length=1, max_length=120)
-    channel: Literal["line", "email", "sms"]
+    channel: Literal["line", "email", "sms"] | None = Field(
+        default=None, description="Required with `content`; with `template_id`, the "
+                                  "template's channel (naming another one is 422).")
     audience: AudienceIn
-    content: ContentIn
+    content: ContentIn | None = Field(
+        default=None, description="The message, with the variables " + _VARIABLES_DOC
+                                  + ". Give `content` or `template_id`, not both (422 "
+                                    "`content_or_template_required`).")
+    template_id: str | None = Field(
+        default=None, description="A saved message template to send instead of `content`. "
+                                  "Its content is copied into the send: editing the template "
+                                  "later does not change this send.")
     campaign_id: str | None = None
     scheduled_at: datetime | None = Field(
         default=None, description="Later: a scheduled send; without an offset, the brand's "
@@ -193,13 +205,17 @@ def _with_progress(send: MessageSend, counts: dict[OutboxStatus, int]) -> SendOu
 @router.post("/message-sends", status_code=status.HTTP_201_CREATED,
              summary="Send a message to an audience", operation_id="sends-create")
 def create_send(body: SendIn, actor: ApiActor, session: SessionDep) -> SendOut:
+    """The content is given (`content`) or copied from a saved template (`template_id`);
+    exactly one of them (422 `content_or_template_required`)."""
     scheduled = None
     if body.scheduled_at is not None:
         scheduled = aware(body.scheduled_at, get_tenant(session, actor.tenant_id).timezone)
-    send = sends.create_send(session, actor, name=body.name, channel=OutboxChannel(body.channel),
-                             audience=body.audience.model_dump(exclude_none=True),
-                             content=body.content.model_dump(exclude_none=True),
-                             campaign_id=body.campaign_id, scheduled_at=scheduled)
+    send = sends.create_send(
+        session, actor, name=body.name,
+        channel=OutboxChannel(body.channel) if body.channel else None,
+        audience=body.audience.model_dump(exclude_none=True),
+        content=body.content.model_dump(exclude_none=True) if body.content else None,
+        template_id=body.template_id, campaign_id=body.campaign_id, scheduled_at=scheduled)
     return _send_out(session, actor, send)
 
 
@@ -224,6 +240,81 @@ def get_send(send_id: str, actor: ApiActor, session: SessionDep) -> SendOut:
              operation_id="sends-cancel")
 def cancel_send(send_id: str, actor: ApiActor, session: SessionDep) -> SendOut:
     return _send_out(session, actor, sends.cancel_send(session, actor, send_id))
+
+
+# --- message templates --------------------------------------------------------------------
+
+
+class TemplateIn(RequestModel):
+    name: str = Field(min_length=1, max_length=120, description="Unique within the brand.")
+    channel: Literal["line", "email", "sms"]
+    text: str = Field(min_length=1, max_length=5000,
+                      description="The message, with the variables " + _VARIABLES_DOC
+                                  + "; any other `{…}` is 422 `message_content_invalid` "
+                                    "with `field`. Checked against the channel's limits.")
+    subject: str | None = Field(default=None, max_length=200,
+                                description="E-mail: required. Ignored on other channels.")
+    html: str | None = Field(default=None, max_length=100_000,
+                             description="E-mail: an optional HTML part.")
+    title: str | None = Field(default=None, max_length=100,
+                              description="LINE: the coupon card's title when a send has a "
+                                          "campaign.")
+
+
+class TemplateOut(ResponseModel):
+    id: str
+    name: str
+    channel: OutboxChannel
+    text: str
+    subject: str | None
+    html: str | None
+    title: str | None
+    created_at: UtcDatetime
+    created_by: str
+    updated_at: UtcDatetime
+    updated_by: str
+
+
+@router.get("/message-templates", summary="Saved message templates",
+            operation_id="message-templates-list")
+def list_templates(actor: ApiActor, session: SessionDep,
+                   channel: Literal["line", "email", "sms"] | None = None
+                   ) -> list[TemplateOut]:
+    """By name; `channel` keeps one channel's."""
+    return [TemplateOut.model_validate(t) for t in templates.list_templates(
+        session, actor, OutboxChannel(channel) if channel else None)]
+
+
+@router.post("/message-templates", status_code=status.HTTP_201_CREATED,
+             summary="Save a message template", operation_id="message-templates-create")
+def create_template(body: TemplateIn, actor: ApiActor, session: SessionDep) -> TemplateOut:
+    """Checked as a send's content is. A refusal is 422 with `field`:
+    `message_content_invalid` (an unknown variable, or what the channel refuses) or
+    `message_template_invalid` (a name in use, an e-mail without a subject)."""
+    return TemplateOut.model_validate(templates.create_template(
+        session, actor, **body.model_dump()))
+
+
+@router.get("/message-templates/{template_id}", summary="A message template",
+            operation_id="message-templates-get")
+def get_template(template_id: str, actor: ApiActor, session: SessionDep) -> TemplateOut:
+    return TemplateOut.model_validate(templates.get_template(session, actor, template_id))
+
+
+@router.put("/message-templates/{template_id}", summary="Change a message template",
+            operation_id="message-templates-update")
+def update_template(template_id: str, body: TemplateIn, actor: ApiActor,
+                    session: SessionDep) -> TemplateOut:
+    """Sends and journeys made from it keep the content they copied."""
+    return TemplateOut.model_validate(templates.update_template(
+        session, actor, template_id, **body.model_dump()))
+
+
+@router.delete("/message-templates/{template_id}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete a message template", operation_id="message-templates-delete")
+def delete_template(template_id: str, actor: ApiActor, session: SessionDep) -> None:
+    """Sends and journeys made from it keep the content they copied."""
+    templates.delete_template(session, actor, template_id)
 
 
 # --- phone verification (public: the consumer pages call it) --------------------------------
@@ -297,7 +388,9 @@ class JourneyIn(RequestModel):
         min_length=1, max_length=journeys.MAX_ACTIONS,
         description='Done in order, each logged on the run: '
                     '{"kind": "message", "channel": "line"|"email"|"sms", "text": "…{name}…", '
-                    '"subject": "(e-mail)"}, {"kind": "coupon", "campaign_id": "…"} (into the '
+                    '"subject": "(e-mail)"} or {"kind": "message", "template_id": "…"} (a copy '
+                    'of a saved template\'s channel, subject and text is stored), '
+                    '{"kind": "coupon", "campaign_id": "…"} (into the '
                     'wallet), {"kind": "points", "points": 50}, {"kind": "task", "title": '
                     '"Call {name}"} (a staff task for the customer\'s home store).')
 

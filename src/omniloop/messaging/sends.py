@@ -35,15 +35,19 @@ from omniloop.campaigns.pages import claim_url
 from omniloop.campaigns.service import get_campaign
 from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Session
+from omniloop.core.errors import N_
 from omniloop.customers.consent import unsubscribe_url
 from omniloop.customers.models import ConsentStatus, Customer, CustomerConsent
 from omniloop.customers.profiles import survivor_ids
 from omniloop.messaging import line_messages
 from omniloop.messaging.errors import (
     AudienceInvalid,
+    ContentOrTemplate,
     MessageContentInvalid,
+    MessageTemplateInvalid,
     SendNotCancellable,
     SendNotFound,
+    UnknownVariable,
 )
 from omniloop.messaging.models import MessageSend, OutboxChannel, Purpose, SendStatus
 from omniloop.messaging.outbox import Draft, enqueue_many
@@ -59,27 +63,59 @@ _CHUNK = 2000
 RECENT_VISIT_DAYS = 90
 
 
-def _fields(template: str) -> set[str]:
+def _fields(template: str, field: str | None = None) -> set[str]:
     try:
         return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError:
-        raise MessageContentInvalid(problem="unbalanced { or } in the text.") from None
+        raise MessageContentInvalid(problem="unbalanced { or } in the text.",
+                                    field=field) from None
 
 
-def check_content(channel: OutboxChannel, content: dict[str, Any]) -> dict[str, Any]:
-    """The content's text fields as templates; refused when they name unknown variables or
-    the rendered message would be refused by the channel."""
+def allowed_variables() -> str:
+    return ", ".join("{" + v + "}" for v in VARIABLES)
+
+
+def check_content(channel: OutboxChannel, content: dict[str, Any], *,
+                  field_prefix: str = "") -> dict[str, Any]:
+    """The content's text fields as templates; refused when they name unknown variables
+    (`UnknownVariable`, with `field` naming the text at fault, after `field_prefix`) or the
+    rendered message would be refused by the channel. Sends, journeys and saved message
+    templates all check their content here."""
     clean = {k: str(v) for k, v in content.items() if k in ("text", "subject", "html", "title")
              and v is not None and str(v).strip()}
     for key, value in clean.items():
-        unknown = _fields(value) - set(VARIABLES)
+        unknown = _fields(value, field_prefix + key) - set(VARIABLES)
         if unknown:
-            raise MessageContentInvalid(
-                problem=f"unknown variable {{{sorted(unknown)[0]}}} in {key}; use "
-                        + ", ".join("{" + v + "}" for v in VARIABLES) + ".")
+            raise UnknownVariable(field=field_prefix + key,
+                                  variable="{" + sorted(unknown)[0] + "}",
+                                  allowed=allowed_variables())
     sample = dict.fromkeys(VARIABLES, "https://example.com/x") | {"name": "王小明"}
-    render(channel, clean, sample, has_campaign=True)
+    try:
+        render(channel, clean, sample, has_campaign=True)
+    except MessageContentInvalid as exc:
+        if exc.field is None:
+            at_fault = ("subject" if channel is OutboxChannel.email and not clean.get("subject")
+                        else "text")
+            exc.field = field_prefix + at_fault
+        raise
     return clean
+
+
+def personal_values(session: Session, tenant_id: str, customer_id: str,
+                    channel: OutboxChannel, needs: set[str], *, name: str,
+                    claim: str = "") -> dict[str, str]:
+    """One recipient's variables (only the links the content uses are made)."""
+    values = {"claim_url": claim, "name": name}
+    if "wallet_url" in needs:
+        values["wallet_url"] = _base_url() + wallet_path(session, tenant_id, customer_id)
+    if "unsubscribe_url" in needs:
+        values["unsubscribe_url"] = unsubscribe_url(tenant_id, customer_id,
+                                                    CONSENT_CHANNEL[channel])
+    return values
+
+
+def variables_in(content: dict[str, Any]) -> set[str]:
+    return set().union(*(_fields(str(v)) for v in content.values())) if content else set()
 
 
 def render(channel: OutboxChannel, content: dict[str, str], values: dict[str, str], *,
@@ -180,13 +216,32 @@ def audience_members(session: Session, actor: Actor, channel: OutboxChannel,
 # --- sends --------------------------------------------------------------------------------
 
 
-def create_send(session: Session, actor: Actor, *, name: str, channel: OutboxChannel,
-                audience: dict[str, Any], content: dict[str, Any],
-                campaign_id: str | None = None, scheduled_at: datetime | None = None,
+def create_send(session: Session, actor: Actor, *, name: str, channel: OutboxChannel | None,
+                audience: dict[str, Any], content: dict[str, Any] | None = None,
+                template_id: str | None = None, campaign_id: str | None = None,
+                scheduled_at: datetime | None = None,
                 now: datetime | None = None) -> MessageSend:
-    """Plan a send; released at once unless `scheduled_at` is in the future."""
+    """Plan a send; released at once unless `scheduled_at` is in the future.
+
+    The content is given, or copied from a saved message template (`template_id`; the
+    channel defaults to the template's): the send keeps its own copy, so changing the
+    template later changes no send."""
     actor.require(Permission.campaigns_manage)
     now = now or utcnow()
+    if (content is None) == (template_id is None):
+        raise ContentOrTemplate(field="template_id")
+    if template_id is not None:
+        from omniloop.messaging.templates import content_of, get_template
+
+        template = get_template(session, actor, template_id)
+        if channel is not None and channel is not template.channel:
+            raise MessageTemplateInvalid(field="channel",
+                                         problem=N_("the template is for another channel."))
+        channel = template.channel
+        content = content_of(template)
+    assert content is not None
+    if channel is None:
+        raise AudienceInvalid(problem="sends go out on LINE, e-mail or SMS.")
     name = name.strip()
     if not 1 <= len(name) <= 120:
         raise MessageContentInvalid(problem="the name must be 1–120 characters.")
@@ -248,9 +303,8 @@ def release(session: Session, actor: Actor, send: MessageSend, *,
         send.holdout_count = len(split.holdout)
     addresses = addresses_of(session, actor.tenant_id, targets, channel)
     tenant = session.get_one(Tenant, actor.tenant_id)
-    base = _base_url()
     claim = claim_url(tenant.slug, send.campaign_id) if send.campaign_id else ""
-    needs = set().union(*(_fields(v) for v in send.content.values())) if send.content else set()
+    needs = variables_in(send.content)
     shared: dict[str, Any] | None = None
     if not needs & {"name", "wallet_url", "unsubscribe_url"}:
         shared = render(channel, send.content, {"claim_url": claim},
@@ -263,13 +317,8 @@ def release(session: Session, actor: Actor, send: MessageSend, *,
             continue
         payload = shared
         if payload is None:
-            values = {"claim_url": claim, "name": names.get(customer_id) or ""}
-            if "wallet_url" in needs:
-                values["wallet_url"] = base + wallet_path(session, actor.tenant_id,
-                                                          customer_id)
-            if "unsubscribe_url" in needs:
-                values["unsubscribe_url"] = unsubscribe_url(actor.tenant_id, customer_id,
-                                                            CONSENT_CHANNEL[channel])
+            values = personal_values(session, actor.tenant_id, customer_id, channel, needs,
+                                     name=names.get(customer_id) or "", claim=claim)
             payload = render(channel, send.content, values,
                              has_campaign=bool(send.campaign_id))
         drafts.append(Draft(channel=channel, purpose=Purpose.marketing, recipient=address,

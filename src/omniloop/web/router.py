@@ -24,6 +24,7 @@ from omniloop.messaging import journey_pages as messaging_journey_pages
 from omniloop.messaging import pages as messaging_pages
 from omniloop.messaging import privacy as messaging_privacy  # noqa: F401  (export, erasure)
 from omniloop.messaging import sections as messaging_sections  # noqa: F401  (360 section)
+from omniloop.messaging import template_pages as messaging_template_pages
 from omniloop.messaging import tracking_routes as messaging_tracking
 from omniloop.messaging import webhook_routes as messaging_webhooks
 from omniloop.orders import sections as orders_sections  # noqa: F401  (registers its 360 section)
@@ -52,6 +53,7 @@ web_router.include_router(messaging_webhooks.router)
 web_router.include_router(messaging_tracking.router)
 web_router.include_router(messaging_pages.router)
 web_router.include_router(messaging_journey_pages.router)
+web_router.include_router(messaging_template_pages.router)
 
 
 @web_router.get("/")
