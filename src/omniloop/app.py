@@ -67,6 +67,7 @@ def create_app() -> FastAPI:
         same_site="lax",
         https_only=settings.base_url.startswith("https://"),
     )
+    app.add_middleware(loops_pages.ScanFastPath)  # inside the locale, outside the rest
     app.add_middleware(LocaleMiddleware, default_locale=settings.default_locale)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -16,7 +16,13 @@ from omniloop.messaging.service import message_customer
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Role
 from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
-from tests.messaging.conftest import LINE_SECRET, LINE_TOKEN, dispatch_config, make_member
+from tests.messaging.conftest import (
+    LINE_SECRET,
+    LINE_TOKEN,
+    daytime_clock,
+    dispatch_config,
+    make_member,
+)
 from tests.messaging.standins import LineStandIn
 from tests.tenancy.factories import PASSWORD, make_staff, make_tenant
 
@@ -38,8 +44,9 @@ def test_marketer_sends_on_line_and_replays_a_dead_letter(
     ARTIFACTS.mkdir(exist_ok=True)
 
     with LineStandIn(token=LINE_TOKEN) as line:
+        # Marketing sends wait out quiet hours: the worker's clock at 14:00 Taipei.
         dispatcher = Dispatcher(database, dispatch_config(line.url, max_attempts=1),
-                                limiter=MemoryRateLimiter())
+                                clock=daytime_clock(), limiter=MemoryRateLimiter())
         # A message LINE refuses to take (500 on its only try): a dead letter.
         with database.unit_of_work() as work:
             message_customer(work, actor, members[0].id, OutboxChannel.line,

@@ -48,13 +48,17 @@ def _no_wakeups(app: object) -> Iterator[None]:
     outbox.set_waker(None)
 
 
-@pytest.fixture
-def clock() -> Clock:
-    # 14:00 in Taipei, two days ahead (messages enqueued now are due): outside the default
-    # quiet hours (21:00–09:00).
+def daytime_clock() -> Clock:
+    """14:00 in Taipei, two days ahead (messages enqueued now are due): outside the default
+    quiet hours (21:00–09:00), whatever the hour the tests run at."""
     start = (datetime.now(UTC) + timedelta(days=2)).replace(hour=6, minute=0, second=0,
                                                             microsecond=0)
     return Clock(start)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return daytime_clock()
 
 
 @pytest.fixture

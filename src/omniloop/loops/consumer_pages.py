@@ -32,6 +32,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omniloop.api.deps import SessionDep, client_ip
 from omniloop.campaigns import claims
@@ -268,7 +269,7 @@ async def touchpoint_page(code: str, request: Request) -> Response:
     # The page of a code is the same for every phone for a while (its form token stays
     # valid for hours): rendered once per code, language and query per PAGE_TTL seconds.
     locale = current_locale.get()
-    key = (view.code, locale, request.url.query)
+    key = (view.code, locale, request.scope["query_string"].decode("latin-1"))
     body = _page_cache.get(key)
     if body is None:
         if view.reward_campaign_id:
@@ -596,3 +597,49 @@ def accept_invitation(tenant_slug: str, code: str, request: Request, session: Se
     target = _with_lang(f"{wallet}?{urlencode({mark: result.coupon.id})}")
     return _finish(request, RedirectResponse(f"{target}#coupon-{result.coupon.id}",
                                              status_code=303), device, new)
+
+
+# --- the scan fast path ---------------------------------------------------------------------
+
+_SCAN_PATH = re.compile(r"/([tr])/([^/]+)")
+
+
+class ScanFastPath:
+    """`GET /t/<code>` and `GET /r/<code>` handed straight to their handlers.
+
+    Installed by the app inside the locale middleware and outside everything else, so a
+    scan skips the session middleware, the exception middleware, the router and FastAPI's
+    request handling: ~100 µs of the ~230 µs a scan cost (docs/benchmarks.md). The handlers
+    are the routes' own functions (the routes stay registered for everything this leaves to
+    them: other methods, other paths), they read no session, and they answer their own
+    errors (an unknown code is a page, not an exception).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            found = _SCAN_PATH.fullmatch(scope["path"])
+            if found is not None:
+                request = Request(scope, receive)
+                handler = touchpoint_page if found.group(1) == "t" else short_link
+                try:
+                    response = await handler(found.group(2), request)  # decoded, as FastAPI's
+                except Exception as error:  # the app's own handlers (a busy database: 503)
+                    response = _handled(scope, request, error)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _handled(scope: Scope, request: Request, error: Exception) -> Response:
+    """What the app's exception handlers answer for `error` (looked up by its classes, as
+    Starlette does); re-raised to the server error middleware when none is registered."""
+    handlers = scope["app"].exception_handlers
+    for kind in type(error).__mro__:
+        if kind in handlers and kind is not Exception:
+            answer = handlers[kind](request, error)
+            assert isinstance(answer, Response)  # omniloop's handlers are synchronous
+            return answer
+    raise error

@@ -15,6 +15,7 @@ pretends to be Chrome is counted as a person.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select
@@ -46,12 +47,14 @@ _BOTS = re.compile(
     r"preview|scanner|monitor|uptime|prerender", re.IGNORECASE)
 
 
+@lru_cache(maxsize=1024)  # a handful of user agents make most clicks
 def is_bot(user_agent: str | None) -> bool:
     if not user_agent or not user_agent.strip():
         return True
     return bool(_BOTS.search(user_agent))
 
 
+@lru_cache(maxsize=4096)  # a link's clicks mostly carry the same parameters
 def with_utm(target: str, utm: tuple[tuple[str, str], ...]) -> str:
     """The target with the link's UTM parameters added where the target has none."""
     if not utm:
