@@ -39,6 +39,7 @@ from typing import Any
 
 from harness import (
     Children,
+    add_report_options,
     child_env,
     floor_connection,
     load_line,
@@ -221,13 +222,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="codes per transaction (default: the product's CHUNK_SIZE)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="omniloop and floor runs, alternating (default: 1)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin the children to the first CPU")
-    parser.add_argument("--markdown", action="store_true",
-                        help="print the table as Markdown (for docs/benchmarks.md)")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when the target is missed (by default only a "
-                             "failed run does)")
+    add_report_options(parser, pinned="the children to the first CPU")
     args = parser.parse_args(argv)
     if args.count < 1 or args.rounds < 1 or args.chunk < 0:
         parser.error("--count and --rounds must be >= 1, --chunk >= 0")

@@ -56,6 +56,7 @@ from zoneinfo import ZoneInfo
 from harness import (
     Children,
     Server,
+    add_report_options,
     child_env,
     drive,
     floor_connection,
@@ -389,14 +390,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="keep-alive connections posting batches (default: 2: SQLite "
                              "writes one batch at a time; a second connection lets the "
                              "server read the next body meanwhile)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin the server to the first CPU and the load process to "
-                             "the second")
-    parser.add_argument("--markdown", action="store_true",
-                        help="print the table as Markdown (for docs/benchmarks.md)")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when the target is missed (by default only "
-                             "a failed run does)")
+    add_report_options(parser)
     args = parser.parse_args(argv)
     if args.batches < 1 or args.seconds <= 0 or args.warmup < 0 or args.connections < 1:
         parser.error("counts must be >= 1 (--warmup >= 0) and durations > 0")

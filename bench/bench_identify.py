@@ -50,6 +50,7 @@ from fastapi import FastAPI, Response
 from harness import (
     Children,
     Server,
+    add_report_options,
     child_env,
     drive,
     load_line,
@@ -354,14 +355,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="calls sent first, one at a time, not measured (default: 300)")
     parser.add_argument("--connections", type=int, default=4,
                         help="keep-alive connections (default: 4)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin the servers to the first CPU and the load process to "
-                             "the second")
-    parser.add_argument("--markdown", action="store_true",
-                        help="print the table as Markdown (for docs/benchmarks.md)")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when the target is missed (by default only "
-                             "a failed run does)")
+    add_report_options(parser, pinned="the servers to the first CPU and the load process "
+                                      "to the second")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.calls < 1 or args.warmup < 0 or args.connections < 1:
         parser.error("counts must be >= 1 (--warmup >= 0) and durations > 0")

@@ -66,6 +66,7 @@ from harness import (
     Children,
     Phase,
     Server,
+    add_report_options,
     child_env,
     copy_database,
     exchange,
@@ -661,14 +662,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="of which with a POS card too (default: 4000)")
     parser.add_argument("--floor-seconds", type=float, default=4.0,
                         help="how long the raw floor runs at most (default: 4)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin the server to the first CPU and the load process to "
-                             "the second")
-    parser.add_argument("--markdown", action="store_true",
-                        help="print the table as Markdown (for docs/benchmarks.md)")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when the target is missed (by default only a "
-                             "failed run does)")
+    add_report_options(parser)
     args = parser.parse_args(argv)
     if (args.connections < 1 or args.seconds <= 0 or args.warmup < 0
             or not 600 <= args.orders <= 999_999 or args.members < 1

@@ -70,6 +70,7 @@ from harness import (
     Children,
     Phase,
     Server,
+    add_report_options,
     child_env,
     copy_database,
     load_line,
@@ -621,14 +622,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "run with an error if they run out")
     parser.add_argument("--floor-seconds", type=float, default=4.0,
                         help="how long each raw floor runs at most (default: 4)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin the server to the first CPU and the load process to "
-                             "the second")
-    parser.add_argument("--markdown", action="store_true",
-                        help="print the table as Markdown (for docs/benchmarks.md)")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when a target is missed (by default only a "
-                             "failed run does)")
+    add_report_options(parser)
     args = parser.parse_args(argv)
     if (args.connections < 1 or args.seconds <= 0 or args.warmup < 0 or args.codes < 100
             or args.floor_seconds <= 0 or args.paced_rate < 0):

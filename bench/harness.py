@@ -11,6 +11,7 @@ Each bench script runs its load generator and floors as child processes of itsel
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -571,3 +572,15 @@ def floor_connection(path: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
     conn.execute(f"PRAGMA cache_size=-{SQLITE_WRITE_CACHE_KIB}")
     return conn
+
+
+def add_report_options(parser: argparse.ArgumentParser,
+                       pinned: str = "the server to the first CPU and the load process to "
+                                     "the second") -> None:
+    """The options every bench with a target shares: --no-pin, --markdown, --strict."""
+    parser.add_argument("--no-pin", action="store_true", help=f"do not pin {pinned}")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the table as Markdown (for docs/benchmarks.md)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 when a target is missed (by default only a "
+                             "failed run does)")

@@ -45,6 +45,17 @@ def _path(url: str) -> str:
     return url.removeprefix("http://testserver")
 
 
+def _clicks(body: str) -> list[str]:
+    """The tracked links of a mail's HTML, as paths for the test client."""
+    return [_path(u) for u in re.findall(r'href=["\'](http://testserver/m/c/[^"\']+)["\']',
+                                         body)]
+
+
+def _pixel(body: str) -> str:
+    [url] = re.findall(r'src="(http://testserver/m/o/[^"]+\.gif)"', body)
+    return _path(url)
+
+
 def test_opens_and_clicks_are_counted_once_per_message_and_lead_to_the_links(
         client: TestClient, database: Database, session: Session, tenant: Tenant,
         smtp: SmtpStandIn, dispatcher: Dispatcher) -> None:
@@ -53,23 +64,23 @@ def test_opens_and_clicks_are_counted_once_per_message_and_lead_to_the_links(
     _send(database, tenant, member.id, Purpose.marketing, "autumn")
     assert dispatcher.drain().sent == 1
     body = _html_of(smtp.mails[0])
-    clicks = re.findall(r'href=["\'](http://testserver/m/c/[^"\']+)["\']', body)
-    [pixel] = re.findall(r'src="(http://testserver/m/o/[^"]+\.gif)"', body)
+    clicks = _clicks(body)
+    pixel = _pixel(body)
     assert len(clicks) == 2  # the two web links; mailto: is left alone
     assert "mailto:hi@bean.example" in body
     assert "shop.example" not in body  # no link goes out untracked
 
-    opened = client.get(_path(pixel))
+    opened = client.get(pixel)
     assert opened.status_code == 200
     assert opened.headers["content-type"] == "image/gif"
     assert opened.content == tracking.PIXEL
-    assert client.get(_path(pixel)).status_code == 200  # opened again: counted once
-    first = client.get(_path(clicks[0]), follow_redirects=False)
+    assert client.get(pixel).status_code == 200  # opened again: counted once
+    first = client.get(clicks[0], follow_redirects=False)
     assert first.status_code == 302
     assert first.headers["location"] == "https://shop.example/new?a=1&b=2"
-    second = client.get(_path(clicks[1]), follow_redirects=False)
+    second = client.get(clicks[1], follow_redirects=False)
     assert second.headers["location"] == "https://shop.example/stores"
-    client.get(_path(clicks[0]), follow_redirects=False)
+    client.get(clicks[0], follow_redirects=False)
 
     fresh(session)
     row = session.scalars(select(OutboxMessage)).one()
@@ -99,10 +110,9 @@ def test_a_send_shows_its_opens_and_clicks(
     assert len(smtp.mails) == len(members)
     for index, mail in enumerate(smtp.mails[:2]):
         body = _html_of(mail)
-        client.get(_path(re.findall(r'src="(http://testserver/m/o/[^"]+)"', body)[0]))
+        client.get(_pixel(body))
         if index == 0:
-            link = re.findall(r'href="(http://testserver/m/c/[^"]+)"', body)[0]
-            client.get(_path(link), follow_redirects=False)
+            client.get(_clicks(body)[0], follow_redirects=False)
     staff = make_staff(session, tenant, Role.marketer)
     assert login(client, staff.email, brand=tenant.slug).status_code == 303
     page = client.get(f"/admin/messaging/sends/{send_id}?lang=en")
@@ -122,7 +132,7 @@ def test_forged_altered_or_erased_links_lead_nowhere(
     _send(database, tenant, member.id, Purpose.marketing, "autumn")
     dispatcher.drain()
     body = _html_of(smtp.mails[0])
-    link = _path(re.findall(r'href="(http://testserver/m/c/[^"]+)"', body)[0])
+    link = _clicks(body)[0]
     altered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
     assert client.get(altered, follow_redirects=False).status_code == 404
     forged = tracking._serializer().dumps(["c", tenant.id, "01NOSUCHMESSAGE00000000000", 0])
@@ -159,8 +169,7 @@ def test_concurrent_clicks_all_count(
     member = make_member(session, tenant, email="mei@example.com")
     _send(database, tenant, member.id, Purpose.marketing, "autumn")
     dispatcher.drain()
-    link = _path(re.findall(r'href="(http://testserver/m/c/[^"]+)"',
-                            _html_of(smtp.mails[0]))[0])
+    link = _clicks(_html_of(smtp.mails[0]))[0]
     answers: list[int] = []
 
     def click() -> None:

@@ -232,19 +232,6 @@ class _Reader(FieldErrors):
             return None
         return minor
 
-    def whole(self, field: str, text: str, low: int, high: int) -> int | None:
-        cleaned = text.strip().replace(",", "")
-        if not cleaned:
-            return None
-        try:
-            number = int(cleaned)
-        except ValueError:
-            number = low - 1
-        if not low <= number <= high:
-            self.fail(field, WHOLE_ERROR, low=f"{low:,}", high=f"{high:,}")
-            return None
-        return number
-
     def when(self, field: str, text: str) -> datetime | None:
         """A datetime-local value ('2026-12-01T10:00'), read in the brand's time zone."""
         cleaned = text.strip()
@@ -293,7 +280,8 @@ def _parse(form: CampaignForm, timezone: str, currency: str) -> tuple[dict[str, 
     if kind == CampaignKind.voucher:
         body["voucher_price_minor"] = read.money("voucher_price", form.voucher_price)
     if kind == CampaignKind.percent_off:
-        body["percent_off"] = read.whole("percent_off", form.percent_off, 1, 100)
+        body["percent_off"] = read.whole("percent_off", form.percent_off, 1, 100,
+                                         optional=True)
         body["max_discount_minor"] = read.money("max_discount", form.max_discount)
     if kind == CampaignKind.free_item:
         body["free_sku"] = form.free_sku.strip() or None
@@ -307,7 +295,7 @@ def _parse(form: CampaignForm, timezone: str, currency: str) -> tuple[dict[str, 
     body["coupon_valid_days"] = body["coupon_valid_from"] = body["coupon_valid_until"] = None
     if form.validity == "days":
         body["coupon_valid_days"] = read.whole("coupon_valid_days", form.coupon_valid_days,
-                                               1, 3650)
+                                               1, 3650, optional=True)
         if body["coupon_valid_days"] is None:
             read.fail("coupon_valid_days", WHOLE_ERROR, low="1", high="3,650")
     elif form.validity == "dates":
@@ -329,8 +317,8 @@ def _parse(form: CampaignForm, timezone: str, currency: str) -> tuple[dict[str, 
         "categories": list(dict.fromkeys(_split(form.categories))),
         "min_spend_minor": read.money("min_spend", form.min_spend) or 0,
         "per_customer_limit": read.whole("per_customer_limit", form.per_customer_limit,
-                                         1, 1000) or 1,
-        "quota": read.whole("quota", form.quota, 1, 100_000_000),
+                                         1, 1000, optional=True) or 1,
+        "quota": read.whole("quota", form.quota, 1, 100_000_000, optional=True),
         "budget_minor": read.money("budget", form.budget),
         "stacking": form.stacking,
         "holdout_share_bp": read.basis_points("holdout_percent", form.holdout_percent),

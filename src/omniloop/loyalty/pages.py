@@ -101,7 +101,6 @@ from omniloop.tenancy.tenants import get_tenant_by_slug
 from omniloop.web.auth import Admin, AdminContext, CsrfChecked
 from omniloop.web.forms import (
     MONEY_ERROR,
-    WHOLE_ERROR,
     FieldErrors,
     flash_message,
     redirect_done,
@@ -162,16 +161,12 @@ class _Reader(FieldErrors):
             cleaned = cleaned.replace(noise, "")
         return cleaned
 
-    def whole(self, field: str, text: str, low: int, high: int) -> int:
-        cleaned = self._clean(text)
-        try:
-            number = int(cleaned)
-        except ValueError:
-            number = low - 1
-        if not low <= number <= high:
-            self.fail(field, WHOLE_ERROR, low=f"{low:,}", high=f"{high:,}")
-            return low
-        return number
+    def whole(self, field: str, text: str, low: int, high: int, *,
+              optional: bool = False) -> int:
+        """As typed with units ("NT$100", "30 元"); `low` where the field failed, so the rest
+        of the form is still read."""
+        number = super().whole(field, self._clean(text), low, high, optional=optional)
+        return low if number is None else number
 
     def decimal(self, field: str, text: str, scale: int, low: int, high: int,
                 message: str) -> int:

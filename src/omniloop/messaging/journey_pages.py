@@ -7,7 +7,6 @@ beside the field at fault."""
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, status
@@ -26,7 +25,6 @@ from omniloop.tenancy.access import Permission
 from omniloop.tenancy.stores import list_stores
 from omniloop.web.auth import Admin, AdminContext, CsrfChecked
 from omniloop.web.forms import (
-    WHOLE_ERROR,
     FieldErrors,
     flash_message,
     redirect_done,
@@ -149,11 +147,6 @@ class JourneyForm(BaseModel):
                    action_title=column("title"))
 
 
-def _whole(text: str) -> int | None:
-    cleaned = unicodedata.normalize("NFKC", text).replace(",", "").strip()
-    return int(cleaned) if cleaned.isdigit() else None
-
-
 def parse_journey(form: JourneyForm) -> tuple[dict[str, Any] | None, list[int], dict[str, str]]:
     """The form as `create_journey`'s arguments (or None), the form row of each action kept,
     and a message per field."""
@@ -166,10 +159,7 @@ def parse_journey(form: JourneyForm) -> tuple[dict[str, Any] | None, list[int], 
         read.fail("trigger", N_("Choose a trigger from the list."))
     unit = WAIT_UNITS.get(form.wait_unit, WAIT_UNITS["minutes"])[1]
     high = journeys.MAX_WAIT_MINUTES // unit
-    wait = _whole(form.wait_value or "0")
-    if wait is None or not 0 <= wait <= high:
-        read.fail("wait_minutes", WHOLE_ERROR, low=0, high=f"{high:,}")
-        wait = 0
+    wait = read.whole("wait_minutes", form.wait_value or "0", 0, high) or 0
     condition: dict[str, Any] = {}
     if form.consent:
         if form.consent not in journeys.CONSENT_CHANNELS:
@@ -195,10 +185,8 @@ def parse_journey(form: JourneyForm) -> tuple[dict[str, Any] | None, list[int], 
         elif kind == "coupon":
             action["campaign_id"] = row["campaign_id"]
         elif kind == "points":
-            points = _whole(row["points"])
-            if points is None or not 1 <= points <= 100_000:
-                read.fail(f"actions.{index}.points", WHOLE_ERROR, low=1, high="100,000")
-            action["points"] = points or 0
+            action["points"] = read.whole(f"actions.{index}.points", row["points"], 1,
+                                          100_000) or 0
         elif kind == "task":
             action["title"] = row["title"]
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,6 +26,23 @@ class FieldErrors:
 
     def fail(self, field: str, message: str, **params: Any) -> None:
         self.errors.setdefault(field, gettext(message).format(**params))
+
+    def whole(self, field: str, text: str, low: int, high: int, *,
+              optional: bool = False) -> int | None:
+        """A whole number from `low` to `high`, typed with or without thousands separators
+        (full-width characters too); None with the field's error when it is not one. A blank
+        `optional` field is None without an error."""
+        cleaned = unicodedata.normalize("NFKC", text).replace(",", "").strip()
+        if not cleaned and optional:
+            return None
+        try:
+            number = int(cleaned)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            self.fail(field, WHOLE_ERROR, low=f"{low:,}", high=f"{high:,}")
+            return None
+        return number
 
 
 def refused(session: Session, error: OmniloopError) -> str:
