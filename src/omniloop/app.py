@@ -17,14 +17,15 @@ from starlette.middleware.sessions import SessionMiddleware
 
 import omniloop.wiring  # noqa: F401  (connects modules that listen to each other)
 from omniloop import __version__
-from omniloop.api.router import api_router
+from omniloop.api.router import API_PREFIX, API_ROUTERS
 from omniloop.core.db import get_database
 from omniloop.core.errors_http import install_error_handlers
 from omniloop.core.middleware import LocaleMiddleware
+from omniloop.core.routing import add_routes, index_routes
 from omniloop.core.settings import get_settings
 from omniloop.loops import consumer_pages as loops_pages
 from omniloop.web import STATIC_DIR
-from omniloop.web.router import web_router
+from omniloop.web.router import WEB_ROUTERS
 
 # Swagger UI 5 (needed for OpenAPI 3.1) as shipped inside the fastapi-offline wheel: served
 # from our own origin, so the docs work without internet.
@@ -72,9 +73,10 @@ def create_app() -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/api/v1/docs-assets", StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets")
-    app.include_router(loops_pages.redirect_router)  # first: /t/ and /r/ (see its comment)
-    app.include_router(api_router)
-    app.include_router(web_router)
+    for router in API_ROUTERS:
+        add_routes(app, router, API_PREFIX)
+    for router in WEB_ROUTERS:
+        add_routes(app, router, include_in_schema=False)
 
     @app.get("/api/v1/docs", include_in_schema=False)
     def api_docs() -> HTMLResponse:
@@ -97,6 +99,8 @@ def create_app() -> FastAPI:
             body.update(status="unavailable", database="unreachable", detail=type(exc).__name__)
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
+
+    index_routes(app)  # last: it files the routes as they stand
 
     # Everything built so far (routes, templates, models, caches) lives as long as the
     # process: out of the garbage collector's sight, full collections stop walking it on

@@ -1,4 +1,4 @@
-"""Mounts each domain module's routes under /api/v1."""
+"""The domain modules' API routers, added by the app under /api/v1 (`API_PREFIX`)."""
 
 from __future__ import annotations
 
@@ -16,16 +16,19 @@ from omniloop.messaging.routes import router as messaging_router
 from omniloop.orders.routes import router as orders_router
 from omniloop.tenancy.routes import router as tenancy_router
 
-api_router = APIRouter(prefix="/api/v1")
-api_router.include_router(tenancy_router)
-api_router.include_router(catalog_router)
-api_router.include_router(customers_router)
-api_router.include_router(event_routes.router)
-api_router.include_router(orders_router)
-api_router.include_router(privacy_router)
-api_router.include_router(campaigns_routes.router)
-api_router.include_router(code_routes.router)
-api_router.include_router(pos_routes.router)
-api_router.include_router(loyalty_router)
-api_router.include_router(loops_router)
-api_router.include_router(messaging_router)
+API_PREFIX = "/api/v1"
+
+API_ROUTERS: tuple[APIRouter, ...] = (
+    tenancy_router,
+    catalog_router,
+    customers_router,
+    event_routes.router,
+    orders_router,
+    privacy_router,
+    campaigns_routes.router,
+    code_routes.router,
+    pos_routes.router,
+    loyalty_router,
+    loops_router,
+    messaging_router,
+)

@@ -142,10 +142,11 @@ def install_error_handlers(app: FastAPI) -> None:
             response = error_response(request, DatabaseBusy())
             response.headers["Retry-After"] = "2"
             return response
-        log.exception("database error on %s %s", request.method, request.url.path)
+        log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(request, InternalError())
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.error("unhandled error on %s %s", request.method, request.url.path,
+                  exc_info=exc)
         return error_response(request, InternalError())

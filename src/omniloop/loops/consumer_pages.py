@@ -78,10 +78,6 @@ from omniloop.tenancy.tenants import get_tenant, get_tenant_by_slug
 from omniloop.web.templating import render
 
 router = APIRouter(include_in_schema=False)
-# The two hottest public URLs, mounted by the app before every other router: FastAPI matches
-# a path against the routes in order, and behind the ~200 API and admin routes the matching
-# alone cost ~400 µs of the ~500 µs a click took (docs/benchmarks.md).
-redirect_router = APIRouter(include_in_schema=False)
 
 ACTOR_LABEL = "touchpoint page"
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -245,7 +241,7 @@ def _landing_with_database(request: Request, view: TouchpointView, receipt_token
                         device=device, new_device=new)
 
 
-@redirect_router.get("/t/{code}")
+@router.get("/t/{code}")
 async def touchpoint_page(code: str, request: Request) -> Response:
     """A scan. Async and, for most codes, without the database: see the module's doc."""
     view = await _touchpoint(code)
@@ -493,7 +489,7 @@ def share(code: str, request: Request, session: SessionDep, v: FormText = "") ->
 # --- /r/<code> ------------------------------------------------------------------------------
 
 
-@redirect_router.get("/r/{code}")
+@router.get("/r/{code}")
 async def short_link(code: str, request: Request) -> Response:
     """A click: from memory, recorded by the recorder, answered without the database."""
     hit, view = lookup.cached_link(code)

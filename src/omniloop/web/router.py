@@ -34,28 +34,34 @@ from omniloop.web.errors import render_page_error
 
 set_page_error_renderer(render_page_error)
 
-web_router = APIRouter(include_in_schema=False)
-web_router.include_router(admin.router)
-web_router.include_router(tenancy_pages.router)
-web_router.include_router(catalog_pages.router)
-web_router.include_router(customers_pages.router)
-web_router.include_router(consent_pages_router)
-web_router.include_router(imports_pages_router)
-web_router.include_router(campaign_pages.router)
-web_router.include_router(campaign_code_pages.router)
-web_router.include_router(campaign_consumer_pages.router)
-web_router.include_router(pos_pages.router)
-web_router.include_router(loops_pages.router)
-web_router.include_router(loops_consumer_pages.router)
-web_router.include_router(loyalty_pages.router)
-web_router.include_router(analytics_pages.router)
-web_router.include_router(messaging_webhooks.router)
-web_router.include_router(messaging_tracking.router)
-web_router.include_router(messaging_pages.router)
-web_router.include_router(messaging_journey_pages.router)
-web_router.include_router(messaging_template_pages.router)
+root_router = APIRouter(include_in_schema=False)
 
 
-@web_router.get("/")
+@root_router.get("/")
 def home() -> RedirectResponse:
     return RedirectResponse("/admin", status_code=303)
+
+
+# Pages and webhooks: none of them is part of the API's OpenAPI description.
+WEB_ROUTERS: tuple[APIRouter, ...] = (
+    root_router,
+    admin.router,
+    tenancy_pages.router,
+    catalog_pages.router,
+    customers_pages.router,
+    consent_pages_router,
+    imports_pages_router,
+    campaign_pages.router,
+    campaign_code_pages.router,
+    campaign_consumer_pages.router,
+    pos_pages.router,
+    loops_pages.router,
+    loops_consumer_pages.router,
+    loyalty_pages.router,
+    analytics_pages.router,
+    messaging_webhooks.router,
+    messaging_tracking.router,
+    messaging_pages.router,
+    messaging_journey_pages.router,
+    messaging_template_pages.router,
+)
