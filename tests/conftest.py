@@ -23,8 +23,9 @@ os.environ["OMNILOOP_DATABASE_URL"] = TEST_DATABASE_URL
 
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import Engine, event, text  # noqa: E402
+from sqlalchemy.orm import sessionmaker  # noqa: E402
 
-from omniloop.core.db import Database, Session, set_database  # noqa: E402
+from omniloop.core.db import Database, Session, make_engine, set_database  # noqa: E402
 from omniloop.core.migrate import upgrade  # noqa: E402
 from omniloop.models import Base  # noqa: E402
 
@@ -39,18 +40,23 @@ def _reset_schema(db: Database) -> None:
 _STARTS_WRITING = ("INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT")
 
 
-def _let_the_test_session_write(read_engine: Engine) -> None:
-    """Let the `session` fixture's factories write on SQLite without flaking.
+def _arranging_engine(url: str) -> Engine:
+    """The `session` fixture's engine on SQLite: reads like the app's read units of work, and
+    its factories may write without flaking.
 
     The fixture's session is a deferred (read) transaction, so holding it open never blocks
     the app. But SQLite refuses at once to let a read transaction write when anyone (a
     request, the loops recorder's thread) committed since it began: its snapshot is stale.
-    So at its first write the fixture's transaction starts again as a write transaction. Only
-    the fixture's connections: the app's read units of work refuse every write (query_only).
+    So at its first write the fixture's transaction starts again as a write transaction. The
+    app's own read engine refuses every write (query_only); this one lifts that.
     """
+    engine = make_engine(url, for_writes=False)
+
+    def may_write(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.execute("PRAGMA query_only=OFF")
 
     def before_execute(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if conn.info.get("query_only") or conn.info.get("writing"):
+        if conn.info.get("writing"):
             return
         if statement.lstrip()[:9].upper().startswith(_STARTS_WRITING):
             dbapi_connection = conn.connection.dbapi_connection
@@ -62,16 +68,16 @@ def _let_the_test_session_write(read_engine: Engine) -> None:
     def transaction_ended(conn) -> None:  # type: ignore[no-untyped-def]
         conn.info.pop("writing", None)
 
-    event.listen(read_engine, "before_cursor_execute", before_execute)
-    event.listen(read_engine, "commit", transaction_ended)
-    event.listen(read_engine, "rollback", transaction_ended)
+    event.listen(engine, "connect", may_write)  # after make_engine's own (query_only=ON)
+    event.listen(engine, "before_cursor_execute", before_execute)
+    event.listen(engine, "commit", transaction_ended)
+    event.listen(engine, "rollback", transaction_ended)
+    return engine
 
 
 @pytest.fixture(scope="session")
 def database() -> Iterator[Database]:
     db = Database(TEST_DATABASE_URL)
-    if db.read_engine is not db.engine:
-        _let_the_test_session_write(db.read_engine)
     _reset_schema(db)
     upgrade(db.engine)
     set_database(db)
@@ -91,14 +97,24 @@ def _empty_tables(database: Database) -> Iterator[None]:
                 connection.execute(table.delete())
 
 
+@pytest.fixture(scope="session")
+def _arranging(database: Database) -> Iterator[sessionmaker[Session]]:
+    if database.read_engine is database.engine:  # PostgreSQL
+        yield database.read_sessionmaker
+        return
+    engine = _arranging_engine(database.url)
+    yield sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+
+
 @pytest.fixture
-def session(database: Database) -> Iterator[Session]:
+def session(_arranging: sessionmaker[Session]) -> Iterator[Session]:
     """A session for arranging and checking data.
 
     Deferred (read) transactions on SQLite, so holding it open never blocks the app's writers.
     Factories commit; call `session.rollback()` before re-reading what a request changed.
     """
-    with database.read_sessionmaker() as s:
+    with _arranging() as s:
         yield s
 
 

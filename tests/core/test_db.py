@@ -64,11 +64,12 @@ def test_a_read_unit_of_work_refuses_writes_on_sqlite(tmp_path: Path) -> None:
         session.execute(text("CREATE TABLE t (x INTEGER)"))
     with pytest.raises(Exception, match="readonly"), db.unit_of_work(write=False) as session:
         session.execute(text("INSERT INTO t VALUES (1)"))
-    # The refusal ends with the unit of work: the pooled connection writes again elsewhere.
-    with db.read_engine.begin() as connection:
+    with pytest.raises(Exception, match="readonly"), db.read_engine.begin() as connection:
         connection.execute(text("INSERT INTO t VALUES (2)"))
+    with db.unit_of_work() as session:
+        session.execute(text("INSERT INTO t VALUES (3)"))
     with db.unit_of_work(write=False) as session:
-        assert session.execute(text("SELECT x FROM t")).scalars().all() == [2]
+        assert session.execute(text("SELECT x FROM t")).scalars().all() == [3]
     db.dispose()
 
 

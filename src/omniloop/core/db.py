@@ -152,11 +152,15 @@ def _begin_deferred(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
-def _end_query_only(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-    if dbapi_connection is not None and record.info.pop("query_only", False):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA query_only=OFF")
-        cursor.close()
+def _refuse_writes(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # A read transaction that wrote would fail at once with "database is locked" whenever
+    # another writer committed since it began (its snapshot is stale; the busy timeout does
+    # not apply): a GET that writes works in a quiet test and fails under load. Refused, it
+    # fails every time, where a test sees it. Set once per connection: the read engine's
+    # connections serve read units of work only.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
 
 
 def _disable_pysqlite_transactions(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -170,7 +174,8 @@ def make_engine(url: str, *, for_writes: bool = True) -> Engine:
     A write transaction begins IMMEDIATE: it takes SQLite's single write lock up front, so a
     second writer waits on busy_timeout instead of failing when it later tries to upgrade a
     stale read snapshot. Read transactions begin DEFERRED and, in WAL mode, never block
-    writers. PostgreSQL needs neither; both kinds share one engine there.
+    writers; their connections refuse every write (`PRAGMA query_only`). PostgreSQL needs
+    neither; both kinds share one engine there.
     """
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -190,7 +195,7 @@ def make_engine(url: str, *, for_writes: bool = True) -> Engine:
     if for_writes:
         event.listen(engine, "connect", _set_sqlite_write_cache)
     else:
-        event.listen(engine, "checkin", _end_query_only)
+        event.listen(engine, "connect", _refuse_writes)
     event.listen(engine, "connect", _disable_pysqlite_transactions)
     event.listen(engine, "begin", _begin_immediate if for_writes else _begin_deferred)
     return engine
@@ -216,25 +221,12 @@ class Database:
         """A session that commits when the block ends cleanly and rolls back otherwise."""
         factory = self.sessionmaker if write else self.read_sessionmaker
         with factory() as session:
-            if not write and self.read_engine is not self.engine:
-                self._refuse_writes(session)
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
-
-    @staticmethod
-    def _refuse_writes(session: Session) -> None:
-        """Make SQLite refuse writes in a read unit of work. A read transaction that writes
-        fails at once with "database is locked" whenever another writer committed since it
-        began (its snapshot is stale; the busy timeout does not apply), so a GET that writes
-        works in a quiet test and fails under load. Refused, it fails every time instead,
-        where a test sees it. The connection's pool check-in lifts the refusal."""
-        connection = session.connection()
-        connection.exec_driver_sql("PRAGMA query_only=ON")
-        connection.info["query_only"] = True
 
     def dispose(self) -> None:
         self.engine.dispose()

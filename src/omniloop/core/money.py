@@ -37,7 +37,10 @@ def to_major(minor: int, currency: str) -> Decimal:
     return Decimal(minor) / (Decimal(10) ** minor_digits(currency))
 
 
+@lru_cache(maxsize=4096)
 def format_money(minor: int, currency: str, locale: str) -> str:
+    """NT$120 for 12000 TWD in zh-TW. Remembered: the same few prices (a campaign's
+    discount, its minimum spend) are shown again and again, and Babel takes ~20 µs each."""
     major = to_major(minor, currency)
     parsed = _locale(locale)
     if major == major.to_integral_value():
