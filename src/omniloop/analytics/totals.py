@@ -15,8 +15,11 @@ written by SQL without the services, calls it after loading.
 
 from __future__ import annotations
 
-from sqlalchemy import case, delete, func, insert, select, update
+from typing import cast
+
+from sqlalchemy import Table, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 
 from omniloop.analytics.models import CustomerOrderTotal
 from omniloop.analytics.rfm import epoch_seconds
@@ -25,31 +28,42 @@ from omniloop.core.db import Session
 from omniloop.orders.models import Order, OrderStatus, Refund
 from omniloop.tenancy.access import Actor
 
+_TOTALS = cast(Table, CustomerOrderTotal.__table__)
+
+
+def _order_upsert(dialect: str) -> Insert:
+    """One more order for a profile's row, inserting the row if it is the first: built once
+    per dialect (every recorded order runs it)."""
+    upsert: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        upsert = postgresql.insert(_TOTALS)
+        later_paid = func.greatest(_TOTALS.c.last_paid_epoch, upsert.excluded.last_paid_epoch)
+    else:
+        upsert = sqlite.insert(_TOTALS)
+        # SQLite's two-argument max() is NULL if either is: a row emptied by refunds has no
+        # last payment.
+        later_paid = func.max(func.coalesce(_TOTALS.c.last_paid_epoch,
+                                            upsert.excluded.last_paid_epoch),
+                              upsert.excluded.last_paid_epoch)
+    return upsert.on_conflict_do_update(
+        index_elements=["tenant_id", "customer_id"],
+        set_={"orders": _TOTALS.c.orders + upsert.excluded.orders,
+              "net_minor": _TOTALS.c.net_minor + upsert.excluded.net_minor,
+              "last_paid_epoch": later_paid})
+
+
+_ORDER_UPSERTS = {dialect: _order_upsert(dialect) for dialect in ("postgresql", "sqlite")}
+
 
 def record_order(session: Session, actor: Actor, order: Order) -> None:
     """An order was recorded: one more order, its net amount, maybe a later payment."""
     if order.customer_id is None or order.status == OrderStatus.refunded:
         return
-    table = CustomerOrderTotal
-    values = {"tenant_id": order.tenant_id, "customer_id": order.customer_id, "orders": 1,
-              "net_minor": order.total_minor - order.refunded_minor,
-              "last_paid_epoch": int(as_utc(order.paid_at).timestamp())}
-    upsert: postgresql.Insert | sqlite.Insert
-    if session.get_bind().dialect.name == "postgresql":
-        upsert = postgresql.insert(table).values(values)
-        later_paid = func.greatest(table.last_paid_epoch, upsert.excluded.last_paid_epoch)
-    else:
-        upsert = sqlite.insert(table).values(values)
-        # SQLite's two-argument max() is NULL if either is: a row emptied by refunds has no
-        # last payment.
-        later_paid = func.max(func.coalesce(table.last_paid_epoch,
-                                            upsert.excluded.last_paid_epoch),
-                              upsert.excluded.last_paid_epoch)
-    session.execute(upsert.on_conflict_do_update(
-        index_elements=["tenant_id", "customer_id"],
-        set_={"orders": table.orders + upsert.excluded.orders,
-              "net_minor": table.net_minor + upsert.excluded.net_minor,
-              "last_paid_epoch": later_paid}))
+    connection = session.connection()
+    connection.execute(_ORDER_UPSERTS[connection.dialect.name], {
+        "tenant_id": order.tenant_id, "customer_id": order.customer_id, "orders": 1,
+        "net_minor": order.total_minor - order.refunded_minor,
+        "last_paid_epoch": int(as_utc(order.paid_at).timestamp())})
 
 
 def record_refund(session: Session, actor: Actor, order: Order, refund: Refund) -> None:

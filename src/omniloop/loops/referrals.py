@@ -26,8 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from omniloop.campaigns import claims
 from omniloop.campaigns.codes import make_code
@@ -210,16 +211,24 @@ def window_open(qualify_by: datetime, at: datetime) -> bool:
     return as_utc(at) <= as_utc(qualify_by)
 
 
+_MERGED_IN = aliased(Customer)
+# Built once: every store purchase of a known customer asks it.
+_UNREFERRED = select(
+    Customer.merged_into_id,
+    exists().where(_MERGED_IN.tenant_id == bindparam("tenant_id"),
+                   _MERGED_IN.merged_into_id == bindparam("customer_id")),
+    exists().where(Referral.tenant_id == bindparam("tenant_id"),
+                   Referral.friend_id == bindparam("customer_id"),
+                   Referral.status.in_(_OPEN)),
+).where(Customer.tenant_id == bindparam("tenant_id"), Customer.id == bindparam("customer_id"))
+
+
 def _surely_unreferred(session: Session, tenant_id: str, customer_id: str) -> bool:
     """True for a profile that is neither merged away nor merged into (its profiles are itself
     alone) and has no open referral: one statement of three index look-ups, which is all
     that most purchases need. Merged profiles take the full search in `qualify`."""
-    merged_in = exists().where(Customer.tenant_id == tenant_id,
-                               Customer.merged_into_id == customer_id)
-    pending = exists().where(Referral.tenant_id == tenant_id, Referral.friend_id == customer_id,
-                             Referral.status.in_(_OPEN))
-    row = session.execute(select(Customer.merged_into_id, merged_in, pending).where(
-        Customer.tenant_id == tenant_id, Customer.id == customer_id)).first()
+    row = session.connection().execute(_UNREFERRED, {"tenant_id": tenant_id,
+                                                     "customer_id": customer_id}).first()
     return row is not None and row[0] is None and not row[1] and not row[2]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, func, select
+from sqlalchemy import Table, bindparam, func, literal, select
 
 from omniloop.core.clock import as_utc
 from omniloop.core.db import Session, stored
@@ -23,7 +23,7 @@ from omniloop.customers.profiles import survivor_ids
 from omniloop.loyalty.ledger import Source, credit, debit, expiry_for, find_entry
 from omniloop.loyalty.merging import moved_lots
 from omniloop.loyalty.models import EntryKind, LoyaltyProgram, PointsAccount, PointsEntry
-from omniloop.loyalty.program import get_program, points_for, tier_multiplier_bp
+from omniloop.loyalty.program import default_program, points_for, tier_multiplier_bp
 from omniloop.orders.models import Order, Refund
 from omniloop.tenancy.access import Actor
 
@@ -31,13 +31,16 @@ _PROGRAMS = cast(Table, LoyaltyProgram.__table__)
 _ACCOUNTS = cast(Table, PointsAccount.__table__)
 _PROGRAM_FIELDS = tuple(column.key for column in _PROGRAMS.columns)
 # Every order that earns reads the brand's program and the buyer's tier: one statement,
-# built once, instead of an ORM load of the program and an ORM query for the tier.
+# built once, instead of an ORM load of the program and an ORM query for the tier. It
+# answers one row even for a brand that never saved its settings (the program's columns are
+# then NULL): a one-row anchor, the program joined to it, the tier as a subquery.
+_ANCHOR = select(literal(1).label("one")).subquery("anchor")
+_BUYER_TIER = select(_ACCOUNTS.c.tier_code).where(
+    _ACCOUNTS.c.tenant_id == bindparam("tenant_id"),
+    _ACCOUNTS.c.customer_id == bindparam("customer_id")).scalar_subquery()
 _PROGRAM_AND_TIER = (
-    select(*_PROGRAMS.columns, _ACCOUNTS.c.tier_code.label("buyer_tier"))
-    .select_from(_PROGRAMS.outerjoin(_ACCOUNTS, and_(
-        _ACCOUNTS.c.tenant_id == _PROGRAMS.c.tenant_id,
-        _ACCOUNTS.c.customer_id == bindparam("customer_id"))))
-    .where(_PROGRAMS.c.tenant_id == bindparam("tenant_id")))
+    select(*_PROGRAMS.columns, _BUYER_TIER.label("buyer_tier"))
+    .select_from(_ANCHOR.outerjoin(_PROGRAMS, _PROGRAMS.c.tenant_id == bindparam("tenant_id"))))
 
 
 def earn_key(order_id: str) -> str:
@@ -46,18 +49,14 @@ def earn_key(order_id: str) -> str:
 
 def _program_and_tier(session: Session, tenant_id: str,
                       customer_id: str) -> tuple[LoyaltyProgram, str | None]:
-    """The brand's program (its values; `get_program` writes the defaults the first time)
-    and the customer's tier."""
+    """The brand's program (its stored values, or the defaults when the brand never saved
+    settings) and the customer's tier."""
     session.flush()  # the Core statement below must see the caller's pending ORM changes
-    row = session.connection().execute(_PROGRAM_AND_TIER, {
-        "tenant_id": tenant_id, "customer_id": customer_id}).first()
-    if row is None:
-        program = get_program(session, tenant_id)
-        tier = session.scalar(select(PointsAccount.tier_code).where(
-            PointsAccount.tenant_id == tenant_id, PointsAccount.customer_id == customer_id))
-        return program, tier
+    values = session.connection().execute(_PROGRAM_AND_TIER, {
+        "tenant_id": tenant_id, "customer_id": customer_id}).one()._mapping
+    if values["tenant_id"] is None:
+        return default_program(tenant_id), values["buyer_tier"]
     # A detached copy of the settings, for the arithmetic only (never added to the session).
-    values = row._mapping
     return stored(LoyaltyProgram, {name: values[name] for name in _PROGRAM_FIELDS}), \
         values["buyer_tier"]
 

@@ -23,6 +23,12 @@ def get_program(session: Session, tenant_id: str) -> LoyaltyProgram:
     program = session.get(LoyaltyProgram, tenant_id)
     if program is not None:
         return program
+    return default_program(tenant_id)
+
+
+def default_program(tenant_id: str) -> LoyaltyProgram:
+    """The settings of a brand that never saved its own, unsaved (for code that already
+    knows no row is stored)."""
     return unsaved(LoyaltyProgram, tenant_id=tenant_id)
 
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlalchemy import bindparam, select
+
 from omniloop.core.db import Session
 from omniloop.messaging import journeys, webhooks
+from omniloop.messaging.models import Journey
 from omniloop.orders.models import Order, Refund
 from omniloop.tenancy.access import Actor
 
 if TYPE_CHECKING:
     from omniloop.loops.models import Feedback
+
+
+# Built once: every order of a known customer asks it.
+_PURCHASE_TRIGGERS = select(Journey.trigger).where(
+    Journey.tenant_id == bindparam("tenant_id"), Journey.active.is_(True),
+    Journey.trigger.in_(("purchase", "first_purchase")))
 
 
 def announce_order(session: Session, actor: Actor, order: Order) -> None:
@@ -27,16 +36,14 @@ def enter_purchase_journeys(session: Session, actor: Actor, order: Order) -> Non
     person (their first order across merged profiles)."""
     if order.customer_id is None:
         return
-    from sqlalchemy import func, select
+    from sqlalchemy import func
 
     from omniloop.customers.profiles import profile_ids, survivor_ids
-    from omniloop.messaging.models import Journey
 
     # One cheap look first: most brands have no purchase journey, and orders are a hot path
     # (imports, the demo, POS traffic).
-    triggers = set(session.scalars(select(Journey.trigger).where(
-        Journey.tenant_id == actor.tenant_id, Journey.active.is_(True),
-        Journey.trigger.in_(("purchase", "first_purchase")))))
+    triggers = set(session.connection().execute(
+        _PURCHASE_TRIGGERS, {"tenant_id": actor.tenant_id}).scalars())
     if not triggers:
         return
     survivor = survivor_ids(session, actor.tenant_id, [order.customer_id])[order.customer_id]

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from omniloop.core.clock import utcnow
 from omniloop.core.db import Session
@@ -102,6 +102,12 @@ def endpoint_secret(session: Session, actor: Actor, endpoint_id: str) -> str:
     return str(crypto.decrypt(get_endpoint(session, actor, endpoint_id).secret)["secret"])
 
 
+# Every order and refund of every brand comes through `emit`: one query on the brand's
+# endpoints (its primary-key prefix), reading only what the choice needs, built once.
+_ACTIVE_ENDPOINTS = select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+    WebhookEndpoint.tenant_id == bindparam("tenant_id"), WebhookEndpoint.active.is_(True))
+
+
 def emit(session: Session, actor: Actor, event_type: str, key: str, data: dict[str, Any],
          *, now: datetime | None = None) -> list[str]:
     """Announce an event to every active endpoint subscribed to its type, in the caller's
@@ -109,12 +115,8 @@ def emit(session: Session, actor: Actor, event_type: str, key: str, data: dict[s
     same endpoint writes nothing."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
-    # Every order and refund of every brand comes through here: one query on the brand's
-    # endpoints (its primary-key prefix), reading only what the choice needs.
-    endpoint_ids = [endpoint_id for endpoint_id, types in session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-            WebhookEndpoint.tenant_id == actor.tenant_id, WebhookEndpoint.active.is_(True)))
-        if event_type in types]
+    endpoint_ids = [endpoint_id for endpoint_id, types in session.connection().execute(
+        _ACTIVE_ENDPOINTS, {"tenant_id": actor.tenant_id}) if event_type in types]
     if not endpoint_ids:
         return []
     payload = {"type": event_type, "timestamp": (now or utcnow()).isoformat(), "data": data}
