@@ -15,11 +15,11 @@ from sqlalchemy import func, select, update
 
 from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Database, Session
-from omniloop.core.ids import new_id
+from omniloop.core.ids import new_id, new_ids
 from omniloop.customers import identify as identify_service
 from omniloop.customers.errors import BatchSizeInvalid
 from omniloop.customers.event_types import EVENT_TYPES
-from omniloop.customers.ingest import _new_ids, ingest_events
+from omniloop.customers.ingest import ingest_events
 from omniloop.customers.ingest_schemas import EventBatchIn
 from omniloop.customers.models import Customer, CustomerIdentity, CustomerMerge, Event, IdentityKind
 from omniloop.customers.schemas import IdentityIn
@@ -366,7 +366,7 @@ def _decoded(text: str) -> int:
 
 def test_batch_ids_have_the_layout_of_core_ids() -> None:
     before = new_id()
-    ids = _new_ids(500)
+    ids = new_ids(500)
     after = new_id()
     assert len(set(ids)) == 500
     assert all(len(i) == 26 and set(i) <= set(CROCKFORD) for i in ids)
@@ -537,7 +537,7 @@ def test_store_bound_key_sees_only_its_stores_events_on_the_timeline(
 
 
 def test_batch_ids_are_in_ascending_order() -> None:
-    ids = _new_ids(1000)
+    ids = new_ids(1000)
     assert ids == sorted(ids)  # rows go in at the end of the primary key's index
 
 

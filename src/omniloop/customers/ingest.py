@@ -27,7 +27,6 @@ that id as given. Ingestion never merges profiles: `customers.identify` does.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,8 +37,6 @@ from pydantic_core import to_json
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
-    DateTime,
-    Dialect,
     Select,
     String,
     Table,
@@ -47,7 +44,6 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
-    insert,
     or_,
     select,
     text,
@@ -55,9 +51,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from omniloop.core.clock import as_utc, utcnow
-from omniloop.core.db import Session
+from omniloop.core.db import Session, datetime_to_db, insert_many
 from omniloop.core.errors import Conflict
-from omniloop.core.ids import new_id
+from omniloop.core.ids import new_ids
 from omniloop.customers.errors import (
     BatchSizeInvalid,
     CustomerErased,
@@ -266,11 +262,11 @@ def _write(session: Session, tenant_id: str, checked: list[_Checked],
             stored.add(c.client_id)  # a later event with this id in the batch is a duplicate
             fresh.append(c)
     fresh.sort(key=lambda c: c.client_id)
-    to_db = _datetime_to_db(connection.dialect)
+    to_db = datetime_to_db(connection.dialect)
     received_at = to_db(now)
     owners, created = _profiles_for(session, tenant_id, fresh, received_at)
-    ids = _new_ids(len(fresh))
-    _insert_many(session, _EVENTS, _EVENT_COLUMNS, [
+    ids = new_ids(len(fresh))
+    insert_many(session, _EVENTS, _EVENT_COLUMNS, [
         (tenant_id, ids[n], c.client_id,
          c.customer_id if c.identity is None else owners[c.identity],
          c.type, c.channel, c.source, stores[c.store] if c.store is not None else None,
@@ -293,17 +289,13 @@ def _profiles_for(session: Session, tenant_id: str, fresh: list[_Checked],
     for kind, value in sources:
         by_kind.setdefault(kind, []).append(value)
     owners: dict[Pair, str] = {}
-    connection = session.connection()
-    lookups = _lookups(connection.dialect.name)
     for kind, values in by_kind.items():
-        rows = connection.execute(lookups.known_identities, {
-            "tenant_id": tenant_id, "kind": kind, "values": lookups.values(values)})
-        for value, customer_id in rows:
+        for value, customer_id in identity_owners(session, tenant_id, kind, values).items():
             owners[(kind, value)] = customer_id
     new_pairs = sorted(pair for pair in sources if pair not in owners)
     if not new_pairs:
         return owners, 0
-    ids = _new_ids(2 * len(new_pairs))
+    ids = new_ids(2 * len(new_pairs))
     customers: list[tuple[Any, ...]] = []
     identities: list[tuple[Any, ...]] = []
     for n, (kind, value) in enumerate(new_pairs):
@@ -312,8 +304,8 @@ def _profiles_for(session: Session, tenant_id: str, fresh: list[_Checked],
         customers.append((tenant_id, customer_id, "[]", now, now))
         identities.append((tenant_id, ids[2 * n + 1], customer_id, kind, value,
                            sources[(kind, value)] or "event", now))
-    _insert_many(session, _CUSTOMERS, _CUSTOMER_COLUMNS, customers)
-    _insert_many(session, _IDENTITIES, _IDENTITY_COLUMNS, identities)
+    insert_many(session, _CUSTOMERS, _CUSTOMER_COLUMNS, customers)
+    insert_many(session, _IDENTITIES, _IDENTITY_COLUMNS, identities)
     return owners, len(new_pairs)
 
 
@@ -332,6 +324,18 @@ class _Lookups:
     stored_ids: Select[str] | TextClause
     known_identities: Select[str, str] | TextClause
     values: Callable[[list[str]], Any]  # the list as the parameter the statements expect
+
+
+def identity_owners(session: Session, tenant_id: str, kind: str,
+                    values: list[str]) -> dict[str, str]:
+    """The profile each known value of this identity kind belongs to, in one statement
+    with one parameter however many values there are (an expanding IN of a thousand values
+    costs SQLAlchemy more than SQLite's answer)."""
+    connection = session.connection()
+    lookups = _lookups(connection.dialect.name)
+    rows = connection.execute(lookups.known_identities, {
+        "tenant_id": tenant_id, "kind": kind, "values": lookups.values(values)})
+    return {value: customer_id for value, customer_id in rows}
 
 
 def _one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
@@ -364,79 +368,6 @@ def _lookups(dialect: str) -> _Lookups:
             CustomerIdentity.kind == bindparam("kind"),
             _one_of(CustomerIdentity.value, "values", dialect)),
         values=list)
-
-
-# --- Writing many rows fast ------------------------------------------------------------------
-#
-# SQLAlchemy Core's executemany prepares every row's parameters in Python (a dict per row,
-# then each column's bind processor); for 1,000 events that cost more than SQLite's own
-# work. Here the statement is still compiled by SQLAlchemy for the session's dialect, but
-# rows arrive in the driver's form and go to the DBAPI's executemany as they are:
-# datetimes through `_datetime_to_db`, JSON already serialised (SQLite
-# stores the text; the PostgreSQL statement casts it with `::JSON`), enums as their values.
-
-_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# A random byte's low 5 bits as a Crockford character (256 is a multiple of 32, so every
-# character is equally likely): 16 random bytes make the 80 random bits of an id.
-_LOW_BITS_TO_CROCKFORD = bytes(_CROCKFORD[b & 31] for b in range(256))
-
-
-def _new_ids(count: int) -> list[str]:
-    """`count` ids in the layout of `core.ids.new_id` (the millisecond in 10 characters, then
-    80 random bits in 16), made in one go rather than one by one, and sorted: rows inserted
-    in this order go to the end of the primary key's index."""
-    prefix = new_id()[:10]
-    chars = os.urandom(16 * count).translate(_LOW_BITS_TO_CROCKFORD).decode()
-    return sorted(prefix + chars[i:i + 16] for i in range(0, 16 * count, 16))
-
-
-@dataclass(frozen=True)
-class _BulkInsert:
-    sql: str
-    positional: bool
-
-
-@lru_cache(maxsize=64)
-def _bulk_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _BulkInsert:
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
-    if compiled.positional and tuple(compiled.positiontup or ()) != columns:
-        raise RuntimeError(f"{table.name}: give every column that has a default")
-    return _BulkInsert(sql=compiled.string, positional=compiled.positional)
-
-
-@lru_cache(maxsize=8)
-def _datetime_to_db(dialect: Dialect) -> Callable[[datetime], Any]:
-    """How a UTC datetime goes to the driver: SQLAlchemy's own processor for the dialect, or
-    `isoformat` where that gives the very same text (SQLite, in SQLAlchemy's default storage
-    format) several times faster."""
-    processor = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
-    if processor is None:
-        return _same
-    probe = datetime(2026, 1, 2, 3, 4, 5, 67, tzinfo=UTC)
-    if processor(probe) == _iso_utc(probe) and processor(probe.replace(microsecond=0)) == \
-            _iso_utc(probe.replace(microsecond=0)):
-        return _iso_utc
-    return cast(Callable[[datetime], Any], processor)
-
-
-def _iso_utc(value: datetime) -> str:
-    # A UTC datetime's isoformat ends in "+00:00"; cutting that off is cheaper than replace().
-    return value.isoformat(" ", "microseconds")[:-6]
-
-
-def _same(value: datetime) -> Any:
-    return value
-
-
-def _insert_many(session: Session, table: Table, columns: tuple[str, ...],
-                 rows: list[tuple[Any, ...]]) -> None:
-    """INSERT `rows` (values in `columns` order, in the driver's form) with one executemany."""
-    if not rows:
-        return
-    connection = session.connection()
-    bulk = _bulk_insert(connection.dialect, table, columns)
-    connection.exec_driver_sql(bulk.sql, rows if bulk.positional else
-                               [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def timeline(session: Session, actor: Actor, customer_id: str, limit: int = 50,
