@@ -20,10 +20,17 @@ def test_a_scan_takes_the_fast_path_and_is_recorded(client: TestClient,
     page = client.get(f"/t/{table.code}?lang=en")
     assert page.status_code == 200
     assert 'name="form_token"' in page.text
-    assert "ol_device" in page.headers["set-cookie"]  # the device cookie, as the route sets it
-    assert "omniloop_session" not in page.headers.get("set-cookie", "")
+    # The device cookie, with what Response.set_cookie would have given it.
+    cookies = page.headers.get_list("set-cookie")
+    (device_cookie,) = [c for c in cookies if c.startswith("ol_device=")]
+    device = device_cookie.split(";")[0].removeprefix("ol_device=")
+    assert device_cookie == (f"ol_device={device}; HttpOnly; Max-Age=34560000; Path=/; "
+                             "SameSite=lax")
+    assert not [c for c in cookies if c.startswith("omniloop_session")]
+    again = client.get(f"/t/{table.code}?lang=en", cookies={"ol_device": device})
+    assert "ol_device" not in again.headers.get("set-cookie", "")  # known browser: kept
     assert page.headers["content-language"] == "en"  # the locale middleware ran first
-    assert flush() == 1
+    assert flush() == 2
     assert client.get("/t/NOSUCHCODE").status_code == 404  # the friendly page, not an error
     # What the fast path leaves alone still reaches the routes.
     assert client.head(f"/t/{table.code}").status_code == 405

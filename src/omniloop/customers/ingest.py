@@ -335,7 +335,7 @@ def identity_owners(session: Session, tenant_id: str, kind: str,
     lookups = _lookups(connection.dialect.name)
     rows = connection.execute(lookups.known_identities, {
         "tenant_id": tenant_id, "kind": kind, "values": lookups.values(values)})
-    return {value: customer_id for value, customer_id in rows}
+    return {row[0]: row[1] for row in rows}
 
 
 def _one_of(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
