@@ -27,7 +27,8 @@ def test_a_scan_takes_the_fast_path_and_is_recorded(client: TestClient,
     assert device_cookie == (f"ol_device={device}; HttpOnly; Max-Age=34560000; Path=/; "
                              "SameSite=lax")
     assert not [c for c in cookies if c.startswith("omniloop_session")]
-    again = client.get(f"/t/{table.code}?lang=en", cookies={"ol_device": device})
+    assert client.cookies.get("ol_device") == device
+    again = client.get(f"/t/{table.code}?lang=en")
     assert "ol_device" not in again.headers.get("set-cookie", "")  # known browser: kept
     assert page.headers["content-language"] == "en"  # the locale middleware ran first
     assert flush() == 2
