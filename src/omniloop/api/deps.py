@@ -4,9 +4,9 @@ The session commits when the route function returns without error and before the
 sent (`scope="function"`), so a client never sees success for a change that did not commit.
 
 Routes that are called very often (batch ingestion, identify) are `async def` and run their
-whole unit of work with `in_unit_of_work`: one trip to the threadpool instead of the three a
-sync route with `SessionDep` makes (the session's start, the route, the session's end), each
-of which costs tens of microseconds of thread hand-over.
+whole unit of work with `in_unit_of_work`: one trip to a worker thread (`core.threads`)
+instead of the three a sync route with `SessionDep` makes (the session's start, the route,
+the session's end), each of which costs tens of microseconds of thread hand-over.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from omniloop.core.db import Session, get_database
 from omniloop.core.errors import AuthRequired
+from omniloop.core.threads import in_thread
 from omniloop.tenancy.access import Actor
 from omniloop.tenancy.apikeys import authenticate_api_key, cached_actor
 
@@ -40,14 +40,14 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 async def in_unit_of_work(request: Request, work: Callable[[Session], T]) -> T:
     """`work(session)` in the request's unit of work, as `SessionDep` gives it (a write
     transaction unless the method only reads), committed before this returns: for async
-    routes, in one trip to the threadpool. Errors roll it back and propagate."""
+    routes, in one trip to a worker thread. Errors roll it back and propagate."""
     write = request.method not in READ_METHODS
 
     def run() -> T:
         with get_database().unit_of_work(write=write) as session:
             return work(session)
 
-    return await run_in_threadpool(run)
+    return await in_thread(run)
 
 
 _bearer = HTTPBearer(auto_error=False, description="An omniloop API key: `olk_…`")
@@ -81,7 +81,7 @@ async def get_api_actor(
     actor = cached_actor(credentials.credentials, ip)
     if actor is not None:
         return actor
-    return await run_in_threadpool(_authenticate, credentials.credentials, ip)
+    return await in_thread(_authenticate, credentials.credentials, ip)
 
 
 ApiActor = Annotated[Actor, Depends(get_api_actor)]

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
-from starlette.concurrency import run_in_threadpool
 
 from omniloop.api.deps import ApiActor, SessionDep, client_ip, in_unit_of_work
 from omniloop.campaigns.errors import CouponNotFound, CouponRefused
@@ -35,6 +34,7 @@ from omniloop.campaigns.schemas import (
 from omniloop.core.db import Session, get_database
 from omniloop.core.errors import OmniloopError
 from omniloop.core.schemas import ResponseModel
+from omniloop.core.threads import in_thread
 from omniloop.core.tokens import TokenExpired, TokenInvalid, TokenWrongKind, TokenWrongTenant
 from omniloop.core.tokens import public_key_info as tenant_public_key
 from omniloop.tenancy.access import Actor
@@ -62,7 +62,7 @@ async def validate(body: PosCheckIn, request: Request, actor: ApiActor) -> Valid
         with get_database().unit_of_work(write=False) as session:
             return _validation(session, actor, body, ip)
 
-    return await run_in_threadpool(work)
+    return await in_thread(work)
 
 
 def _validation(session: Session, actor: Actor, body: PosCheckIn,

@@ -31,7 +31,6 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omniloop.api.deps import SessionDep, client_ip
@@ -52,6 +51,7 @@ from omniloop.core.i18n import current_locale, gettext, html_lang
 from omniloop.core.qr import qr_svg
 from omniloop.core.ratelimit import RateLimited, enforce
 from omniloop.core.settings import get_settings
+from omniloop.core.threads import in_thread
 from omniloop.customers.events import record_event
 from omniloop.loops import lookup
 from omniloop.loops.errors import ReceiptExpired, ReceiptRefused
@@ -225,7 +225,7 @@ def _landing(request: Request, session: Session | None, view: TouchpointView, *,
 async def _touchpoint(code: str) -> TouchpointView | None:
     """The touchpoint from memory; a miss reads it in the thread pool (never on the loop)."""
     hit, view = lookup.cached_touchpoint(code)
-    return view if hit else await run_in_threadpool(lookup.touchpoint, code)
+    return view if hit else await in_thread(lookup.touchpoint, code)
 
 
 def _landing_with_database(request: Request, view: TouchpointView, receipt_token: str,
@@ -263,7 +263,7 @@ async def touchpoint_page(code: str, request: Request) -> Response:
         return _finish(request, RedirectResponse(target, status_code=302), device, new)
     receipt_token = request.query_params.get("r", "") if request.scope["query_string"] else ""
     if receipt_token:
-        return await run_in_threadpool(_landing_with_database, request, view, receipt_token,
+        return await in_thread(_landing_with_database, request, view, receipt_token,
                                        device, new)
     # The page of a code is the same for every phone for a while (its form token stays
     # valid for hours): rendered once per code, language and query per PAGE_TTL seconds.
@@ -272,7 +272,7 @@ async def touchpoint_page(code: str, request: Request) -> Response:
     body = _page_cache.get(key)
     if body is None:
         if view.reward_campaign_id:
-            rendered = await run_in_threadpool(_landing_with_database, request, view, "",
+            rendered = await in_thread(_landing_with_database, request, view, "",
                                                device, False)
         else:
             rendered = _landing(request, None, view)
@@ -497,7 +497,7 @@ async def short_link(code: str, request: Request) -> Response:
     """A click: from memory, recorded by the recorder, answered without the database."""
     hit, view = lookup.cached_link(code)
     if not hit:
-        view = await run_in_threadpool(lookup.link, code)
+        view = await in_thread(lookup.link, code)
     if view is None or not view.enabled:
         return _unknown(request)
     bot = is_bot(request.headers.get("user-agent"))

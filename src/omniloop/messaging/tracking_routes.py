@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
-from starlette.concurrency import run_in_threadpool
 
 from omniloop.core.db import get_database
 from omniloop.core.i18n import gettext
+from omniloop.core.threads import in_thread
 from omniloop.messaging import tracking
 from omniloop.web.templating import render
 
@@ -30,7 +30,7 @@ async def opened(token: str) -> Response:
             with get_database().unit_of_work() as session:
                 tracking.record_open(session, tracked)
 
-        await run_in_threadpool(work)
+        await in_thread(work)
     return Response(tracking.PIXEL, media_type="image/gif", headers=_PRIVATE)
 
 
@@ -43,7 +43,7 @@ async def clicked(token: str, request: Request) -> Response:
             with get_database().unit_of_work() as session:
                 return tracking.record_click(session, tracked)
 
-        url = await run_in_threadpool(work)
+        url = await in_thread(work)
     if url is None:
         page = render(request, "consumer/message.html", {
             "brand": "", "heading": gettext("This link is not in use"),
