@@ -88,13 +88,11 @@ def database() -> Iterator[Database]:
 @pytest.fixture(autouse=True)
 def _empty_tables(database: Database) -> Iterator[None]:
     yield
+    # DELETE, children first, on both databases: on PostgreSQL a TRUNCATE of the 53 tables
+    # took ~87 ms (new files for every table) against ~9 ms, after each of ~930 tests.
     with database.engine.begin() as connection:
-        if database.engine.dialect.name == "postgresql":
-            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            connection.execute(text(f"TRUNCATE {names} CASCADE"))
-        else:
-            for table in reversed(Base.metadata.sorted_tables):
-                connection.execute(table.delete())
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
 
 
 @pytest.fixture(scope="session")
