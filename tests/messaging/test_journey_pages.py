@@ -182,6 +182,19 @@ def test_staff_tasks_page_and_customer_section(client: TestClient, session: Sess
                        data={"csrf_token": csrf}).status_code == 404
     done_list = client.get("/admin/messaging/tasks?state=done")
     assert re.search(r'data-status="done"', done_list.text)
+    assert 'class="tabs messaging-tabs"' in done_list.text  # a marketer's messaging pages
+
+
+def test_cashiers_see_their_tasks_without_the_messaging_pages_they_cannot_open(
+        client: TestClient, session: Session, tenant: Tenant) -> None:
+    stores = [make_store(session, tenant)]
+    cashier = make_staff(session, tenant, Role.cashier, stores)
+    assert login(client, cashier.email, brand=tenant.slug).status_code == 303
+    page = client.get("/admin/messaging/tasks")
+    assert page.status_code == 200
+    assert 'class="tabs messaging-tabs"' not in page.text
+    assert 'href="/admin/messaging/settings"' not in page.text
+    assert client.get("/admin/messaging").status_code == 403
 
 
 def test_api_creates_and_updates_journeys_with_new_triggers(

@@ -314,10 +314,13 @@ def tasks_page(admin: Admin, session: SessionDep, done: str | None = None,
     chosen = (StaffTaskStatus(state) if state in {s.value for s in StaffTaskStatus}
               else StaffTaskStatus.open)
     rows = tasks.list_tasks(session, admin.actor, chosen)
+    # Cashiers and store staff see their tasks here, not the messaging pages they cannot open.
+    sees_messaging = admin.actor.can(Permission.campaigns_read)
     names = {j.id: j.name for j, _ in journeys.list_journeys(session, admin.actor)} \
-        if admin.actor.can(Permission.campaigns_read) else {}
+        if sees_messaging else {}
     return render(admin.request, "admin/messaging/tasks.html", admin.template_values(
         "messaging", rows=rows, state=chosen, counts=tasks.task_counts(session, admin.actor),
+        sees_messaging=sees_messaging,
         task_labels=TASK_LABELS, journey_names=names,
         store_names={s.id: s.name for s in list_stores(session, admin.actor)},
         can_mark=admin.actor.can(Permission.customers_write), flash=flash_message(done)))
