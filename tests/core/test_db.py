@@ -81,3 +81,37 @@ def test_unsaved_holds_the_column_defaults() -> None:
     assert program.tiers == list(DEFAULT_TIERS)
     assert program.tiers is not DEFAULT_TIERS
     assert program.updated_at is not None
+
+
+def test_the_wal_is_checkpointed_by_a_thread_of_its_own(tmp_path: Path) -> None:
+    import time
+
+    db = Database(f"sqlite:///{tmp_path}/wal.db")
+    checkpointer = db.checkpointer
+    assert checkpointer is not None
+    checkpointer.every = 0.05
+    with db.unit_of_work() as session:  # the first write connection starts the thread
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+        session.execute(text("INSERT INTO t VALUES (1)"))
+    deadline = time.monotonic() + 5
+    while checkpointer.checkpoints < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert checkpointer.checkpoints >= 2
+    db.dispose()
+    assert checkpointer._thread is None
+    done = checkpointer.checkpoints
+    time.sleep(0.2)
+    assert checkpointer.checkpoints == done  # stopped with the database
+
+
+def test_the_checkpointer_never_creates_a_removed_database(tmp_path: Path) -> None:
+    import time
+
+    from omniloop.core.db import WalCheckpointer
+
+    checkpointer = WalCheckpointer(str(tmp_path / "gone.db"), every=0.02)
+    checkpointer.start()
+    time.sleep(0.15)
+    checkpointer.stop()
+    assert not (tmp_path / "gone.db").exists()
+    assert checkpointer.checkpoints == 0
