@@ -118,3 +118,36 @@ def test_self_referral_and_monthly_cap(database: Database, session: Session) -> 
         refer(work, actor, code, "+886933000333", None)
     fresh(session)
     assert session.scalar(select(func.count()).select_from(Referral)) == 1
+
+
+def _store_purchase(database: Database, shop_tenant_id: str, store_id: str, customer_id: str,
+                    external_id: str) -> None:
+    with database.unit_of_work() as work:
+        ingest_order(work, system_actor(shop_tenant_id), OrderIn.model_validate({
+            "external_id": external_id, "source": "pos", "store_id": store_id,
+            "customer_id": customer_id,
+            "lines": [{"sku": "LATTE", "name": "拿鐵", "quantity": 1, "unit_price_minor": 50}],
+            "paid_at": utcnow().isoformat()}))
+
+
+def test_only_the_direct_referrer_is_rewarded(database: Database, session: Session) -> None:
+    """One level: the member's friend brings a friend of their own; that friend's first visit
+    rewards the friend who invited them, never the member above."""
+    shop = make_shop(session)
+    tenant_id = shop.tenant.id
+    member = make_customer(session, shop.tenant, ("phone", "0912345678"))
+    first = _referred(session, database, tenant_id, member)
+    _store_purchase(database, tenant_id, shop.store.id, first.friend_id, "FIRST")
+    actor = system_actor(tenant_id)
+    with database.unit_of_work() as work:
+        friends_code = code_for(work, actor, first.friend_id)
+    with database.unit_of_work() as work:
+        second = refer(work, actor, friends_code, "+886922333444", None).referral
+    _store_purchase(database, tenant_id, shop.store.id, second.friend_id, "SECOND")
+    fresh(session)
+    done = session.get(Referral, (tenant_id, second.id))
+    assert done is not None and done.status == ReferralStatus.qualified
+    assert done.referrer_id == first.friend_id
+    assert balance_of(session, tenant_id, member) == 100  # the first referral's only
+    assert balance_of(session, tenant_id, first.friend_id) == 50 + 100  # welcomed, then referrer
+    assert balance_of(session, tenant_id, second.friend_id) == 50
