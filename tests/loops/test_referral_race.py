@@ -146,7 +146,8 @@ def test_only_the_direct_referrer_is_rewarded(database: Database, session: Sessi
     _store_purchase(database, tenant_id, shop.store.id, second.friend_id, "SECOND")
     fresh(session)
     done = session.get(Referral, (tenant_id, second.id))
-    assert done is not None and done.status == ReferralStatus.qualified
+    assert done is not None
+    assert done.status == ReferralStatus.qualified
     assert done.referrer_id == first.friend_id
     assert balance_of(session, tenant_id, member) == 100  # the first referral's only
     assert balance_of(session, tenant_id, first.friend_id) == 50 + 100  # welcomed, then referrer
