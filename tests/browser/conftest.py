@@ -7,17 +7,30 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
 
 from omniloop.core.db import Database
+from tests.tenancy.factories import PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update"]
+
+
+def sign_in(page: Any, email: str, url: str | None = None) -> None:
+    """Sign in as a person does: open `url` (a page that asks for the sign-in, or the sign-in
+    page itself; none when the page is already there), type the e-mail and the factories'
+    password, submit."""
+    if url is not None:
+        page.goto(url)
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
 
 
 @pytest.fixture

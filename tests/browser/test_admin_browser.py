@@ -9,8 +9,8 @@ import pytest
 
 from omniloop.core.db import Session
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
-from tests.tenancy.factories import PASSWORD, make_staff, make_store, make_tenant
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
+from tests.tenancy.factories import make_staff, make_store, make_tenant
 
 pytestmark = pytest.mark.browser
 
@@ -37,9 +37,7 @@ def test_create_store_switch_language_and_phone_menu(live_server: str, session: 
             # Signing in from a deep link lands on the page that was asked for.
             page.goto(f"{live_server}/admin/stores")
             expect(page).to_have_url(f"{live_server}/admin/login?next=/admin/stores")
-            page.fill("input[name=email]", owner.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, owner.email)
             expect(page.locator("h1")).to_have_text("門市")
 
             # Create a store through the form, including a day with a lunch break.

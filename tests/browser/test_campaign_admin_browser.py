@@ -21,9 +21,9 @@ from omniloop.customers.schemas import IdentityIn
 from omniloop.orders.schemas import OrderLineIn
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Role, Tenant
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.campaigns.factories import make_campaign
-from tests.tenancy.factories import PASSWORD, make_staff, make_store, make_tenant
+from tests.tenancy.factories import make_staff, make_store, make_tenant
 
 pytestmark = pytest.mark.browser
 
@@ -94,10 +94,7 @@ def test_marketer_creates_and_launches_a_campaign(live_server: str, session: Ses
             page.set_default_timeout(5000)
             expect = sync_api.expect
 
-            page.goto(f"{live_server}/admin/campaigns")
-            page.fill("input[name=email]", marketer.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, marketer.email, f"{live_server}/admin/campaigns")
             expect(page.locator("h1")).to_have_text("活動")
             expect(page.locator("nav.nav a[aria-current=page]")).to_have_text("活動")
 

@@ -16,10 +16,10 @@ from omniloop.messaging.dispatch import Dispatcher
 from omniloop.messaging.models import OutboxChannel
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.messaging.conftest import daytime_clock, dispatch_config, make_member, setup_email
 from tests.messaging.standins import SmtpStandIn
-from tests.tenancy.factories import PASSWORD, make_staff, make_tenant
+from tests.tenancy.factories import make_staff, make_tenant
 
 pytestmark = pytest.mark.browser
 
@@ -75,10 +75,7 @@ def test_opens_and_clicks_from_a_real_browser_reach_the_send_page(
                                           locale="zh-TW", timezone_id="Asia/Taipei")
             page = context.new_page()
             page.set_default_timeout(5000)
-            page.goto(f"{live_server}/admin/messaging/sends/{send_id}")
-            page.fill("input[name=email]", marketer.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, marketer.email, f"{live_server}/admin/messaging/sends/{send_id}")
             page.goto(f"{live_server}/admin/messaging/sends/{send_id}")
             expect(page.locator("[data-opened]").first).to_contain_text("2")
             expect(page.locator("dd[data-clicked]")).to_contain_text("1")

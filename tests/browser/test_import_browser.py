@@ -13,9 +13,9 @@ import pytest
 
 from omniloop.core.db import Session
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.imports.factories import csv_file
-from tests.tenancy.factories import PASSWORD, make_staff, make_store, make_tenant
+from tests.tenancy.factories import make_staff, make_store, make_tenant
 
 pytestmark = [
     pytest.mark.browser,
@@ -57,10 +57,7 @@ def test_upload_follow_progress_and_read_the_errors(live_server: str, session: S
             page.set_default_timeout(30000)
             expect = sync_api.expect
 
-            page.goto(f"{live_server}/admin/imports")
-            page.fill("input[name=email]", owner.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, owner.email, f"{live_server}/admin/imports")
             expect(page.locator("h1")).to_have_text("匯入顧客或訂單")
             expect(page.locator("nav.nav a[aria-current=page]")).to_have_text("匯入")
 
@@ -112,10 +109,7 @@ def test_upload_follow_progress_and_read_the_errors(live_server: str, session: S
                                         viewport={"width": 1280, "height": 800})
             page = quiet.new_page()
             page.set_default_timeout(60000)
-            page.goto(f"{live_server}/admin/login")
-            page.fill("input[name=email]", owner.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, owner.email, f"{live_server}/admin/login")
             page.goto(f"{live_server}/admin/imports")
             source.write_bytes(member_list(1500).replace(b"TPE99", b"TPE01"))
             page.set_input_files("input[name=file]", str(source))

@@ -15,10 +15,10 @@ from omniloop.customers.models import Customer
 from omniloop.messaging import journeys
 from omniloop.messaging.models import Journey
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.campaigns.factories import make_campaign
 from tests.messaging.conftest import make_member
-from tests.tenancy.factories import PASSWORD, make_staff, make_tenant
+from tests.tenancy.factories import make_staff, make_tenant
 
 pytestmark = pytest.mark.browser
 
@@ -54,10 +54,7 @@ def test_marketer_builds_a_journey_on_a_phone_and_edits_it_on_a_desktop(
             phone = browser.new_context(**PHONE, locale="zh-TW", timezone_id="Asia/Taipei")
             page = phone.new_page()
             page.set_default_timeout(5000)
-            page.goto(f"{live_server}/admin/messaging/journeys/new")
-            page.fill("input[name=email]", marketer.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, marketer.email, f"{live_server}/admin/messaging/journeys/new")
             expect(page.locator("h1")).to_have_text("新增旅程")
             # One action row to start with; the others come with "add another".
             expect(page.locator(".journey-action:visible")).to_have_count(1)

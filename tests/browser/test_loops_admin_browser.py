@@ -17,10 +17,10 @@ from omniloop.loops.models import Purpose, Referral, Touchpoint
 from omniloop.loops.referrals import code_for, refer
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.customers.factories import make_customer
 from tests.loops.factories import make_shop, make_touchpoint
-from tests.tenancy.factories import PASSWORD, fresh, make_staff
+from tests.tenancy.factories import fresh, make_staff
 
 pytestmark = pytest.mark.browser
 VIEWS = {
@@ -69,10 +69,7 @@ def test_retire_referral_standing_and_task_link(live_server: str, database: Data
                 page = browser.new_context(locale="zh-TW", timezone_id="Asia/Taipei",
                                            **options).new_page()  # type: ignore[arg-type]
                 page.set_default_timeout(5000)
-                page.goto(f"{live_server}/admin/login")
-                page.fill("input[name=email]", owner.email)
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
+                sign_in(page, owner.email, f"{live_server}/admin/login")
                 table = tables[0] if view == "phone" else tables[1]
                 page.goto(f"{live_server}/admin/loops/touchpoints")
                 row = page.locator(f'tr[data-code="{table.code}"]')

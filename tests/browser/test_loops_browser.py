@@ -20,9 +20,9 @@ from omniloop.loops.recorder import recorder
 from omniloop.loyalty.ledger import balance_of
 from omniloop.loyalty.models import PointsEntry
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.loops.factories import make_shop, make_touchpoint
-from tests.tenancy.factories import PASSWORD, fresh, make_staff
+from tests.tenancy.factories import fresh, make_staff
 
 pytestmark = pytest.mark.browser
 PHONE = {"viewport": {"width": 390, "height": 844}, "locale": "zh-TW",
@@ -89,10 +89,7 @@ def test_table_scan_feedback_referral_redemption_report(live_server: str,
             pos = browser.new_context(viewport={"width": 1024, "height": 768},
                                       locale="zh-TW", timezone_id="Asia/Taipei").new_page()
             pos.set_default_timeout(5000)
-            pos.goto(f"{live_server}/pos")
-            pos.fill("input[name=email]", cashier.email)
-            pos.fill("input[name=password]", PASSWORD)
-            pos.click("button[type=submit]")
+            sign_in(pos, cashier.email, f"{live_server}/pos")
             pos.fill("#pos-total", "180")
             pos.locator("#pos-code").focus()
             pos.keyboard.type(code)
@@ -117,10 +114,7 @@ def test_table_scan_feedback_referral_redemption_report(live_server: str,
             office = browser.new_context(viewport={"width": 1280, "height": 900},
                                          locale="zh-TW", timezone_id="Asia/Taipei").new_page()
             office.set_default_timeout(5000)
-            office.goto(f"{live_server}/admin/loops/report")
-            office.fill("input[name=email]", owner.email)
-            office.fill("input[name=password]", PASSWORD)
-            office.click("button[type=submit]")
+            sign_in(office, owner.email, f"{live_server}/admin/loops/report")
             office.goto(f"{live_server}/admin/loops/report")
             overall = office.locator("table.overall")
             for figure, value in (("scans", "1"), ("identified", "1"), ("acted", "1"),

@@ -29,11 +29,10 @@ from omniloop.orders.schemas import OrderIn
 from omniloop.orders.service import ingest_order
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.browser.test_claim_wallet_browser import png_to_grey
 from tests.campaigns.factories import claim_for, make_campaign
 from tests.tenancy.factories import (
-    PASSWORD,
     fresh,
     make_api_key,
     make_staff,
@@ -66,10 +65,7 @@ def _read_qr(locator: Any, name: str) -> str:
 
 
 def _sign_in(page: Any, base: str, email: str, next_path: str) -> None:
-    page.goto(f"{base}/admin/login?next={next_path}")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, email, f"{base}/admin/login?next={next_path}")
     page.wait_for_url(f"{base}{next_path}")
 
 

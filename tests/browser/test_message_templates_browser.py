@@ -12,9 +12,9 @@ from sqlalchemy import select
 from omniloop.core.db import Session
 from omniloop.messaging.models import MessageSend, MessageTemplate
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.messaging.conftest import make_member
-from tests.tenancy.factories import PASSWORD, make_staff, make_tenant
+from tests.tenancy.factories import make_staff, make_tenant
 
 pytestmark = pytest.mark.browser
 
@@ -49,10 +49,7 @@ def test_marketer_writes_a_template_on_a_phone_and_sends_it_on_a_desktop(
             phone = browser.new_context(**PHONE, locale="zh-TW", timezone_id="Asia/Taipei")
             page = phone.new_page()
             page.set_default_timeout(5000)
-            page.goto(f"{live_server}/admin/messaging/templates")
-            page.fill("input[name=email]", marketer.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, marketer.email, f"{live_server}/admin/messaging/templates")
             expect(page.locator("h1")).to_have_text("訊息範本")
             _shot(page, "templates-empty-phone-zh.png")
             page.click("a[data-action=new-template]")

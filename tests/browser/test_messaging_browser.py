@@ -15,7 +15,7 @@ from omniloop.messaging.models import OutboxChannel, Purpose
 from omniloop.messaging.service import message_customer
 from omniloop.tenancy.access import system_actor
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.messaging.conftest import (
     LINE_SECRET,
     LINE_TOKEN,
@@ -24,7 +24,7 @@ from tests.messaging.conftest import (
     make_member,
 )
 from tests.messaging.standins import LineStandIn
-from tests.tenancy.factories import PASSWORD, make_staff, make_tenant
+from tests.tenancy.factories import make_staff, make_tenant
 
 pytestmark = pytest.mark.browser
 
@@ -63,10 +63,7 @@ def test_marketer_sends_on_line_and_replays_a_dead_letter(
                 page = context.new_page()
                 page.set_default_timeout(5000)
                 expect = sync_api.expect
-                page.goto(f"{live_server}/admin/messaging")
-                page.fill("input[name=email]", marketer.email)
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
+                sign_in(page, marketer.email, f"{live_server}/admin/messaging")
                 expect(page.locator("h1")).to_have_text("訊息")
                 expect(page.locator('tr[data-channel=line] td[data-status=dead]')).to_have_text("1")
 

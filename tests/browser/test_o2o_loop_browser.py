@@ -13,8 +13,8 @@ import pytest
 
 from omniloop.core.db import Session
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
-from tests.tenancy.factories import PASSWORD, make_staff, make_store, make_tenant
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
+from tests.tenancy.factories import make_staff, make_store, make_tenant
 
 pytestmark = pytest.mark.browser
 
@@ -39,10 +39,7 @@ def test_marketer_creates_customer_claims_cashier_redeems(live_server: str,
                                          locale="zh-TW", timezone_id="Asia/Taipei")
             admin = office.new_page()
             admin.set_default_timeout(5000)
-            admin.goto(f"{live_server}/admin/campaigns/new")
-            admin.fill("input[name=email]", marketer.email)
-            admin.fill("input[name=password]", PASSWORD)
-            admin.click("button[type=submit]")
+            sign_in(admin, marketer.email, f"{live_server}/admin/campaigns/new")
             expect(admin.locator("h1")).to_have_text("新增活動")
             admin.fill("input[name=name]", "冬季熱可可折 NT$50")
             admin.select_option("select[name=kind]", "amount_off")
@@ -77,10 +74,7 @@ def test_marketer_creates_customer_claims_cashier_redeems(live_server: str,
                                           locale="zh-TW", timezone_id="Asia/Taipei")
             pos = counter.new_page()
             pos.set_default_timeout(5000)
-            pos.goto(f"{live_server}/pos")
-            pos.fill("input[name=email]", cashier.email)
-            pos.fill("input[name=password]", PASSWORD)
-            pos.click("button[type=submit]")
+            sign_in(pos, cashier.email, f"{live_server}/pos")
             pos.fill("#pos-total", "180")
             pos.locator("#pos-code").focus()
             pos.keyboard.type(code)

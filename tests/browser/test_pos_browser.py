@@ -12,9 +12,9 @@ import pytest
 
 from omniloop.core.db import Session
 from omniloop.tenancy.models import Role
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, sign_in
 from tests.campaigns.factories import claim_for, make_campaign
-from tests.tenancy.factories import PASSWORD, make_staff, make_store, make_tenant
+from tests.tenancy.factories import make_staff, make_store, make_tenant
 
 pytestmark = pytest.mark.browser
 
@@ -48,9 +48,7 @@ def test_cashier_scans_confirms_and_sees_a_used_code_refused(live_server: str,
             # Signed out: the login, then straight back to the counter.
             page.goto(f"{live_server}/pos")
             expect(page).to_have_url(f"{live_server}/admin/login?next=/pos")
-            page.fill("input[name=email]", cashier.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, cashier.email)
             expect(page).to_have_url(f"{live_server}/pos")
             expect(page.locator(".pos-store")).to_contain_text("信義店")
             code_input = page.locator("#pos-code")
@@ -151,10 +149,7 @@ def test_owner_picks_the_counters_store_on_a_phone(live_server: str, session: Se
             page = context.new_page()
             page.set_default_timeout(5000)
             expect = sync_api.expect
-            page.goto(f"{live_server}/admin/login?next=/pos")
-            page.fill("input[name=email]", owner.email)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, owner.email, f"{live_server}/admin/login?next=/pos")
             expect(page).to_have_url(f"{live_server}/pos/store")
             expect(page.locator(".pos-store-button")).to_have_count(3)
             _fits(page)

@@ -185,6 +185,15 @@ def _disable_pysqlite_transactions(dbapi_connection: Any, _record: ConnectionPoo
     dbapi_connection.isolation_level = None
 
 
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL (`sqlite:///path`); None for PostgreSQL and for an
+    in-memory database."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///")
+    return path if path and path != ":memory:" else None
+
+
 def make_engine(url: str, *, for_writes: bool = True) -> Engine:
     """An engine for `url`. On SQLite, `for_writes` picks how transactions begin.
 
@@ -196,8 +205,8 @@ def make_engine(url: str, *, for_writes: bool = True) -> Engine:
     """
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
+    path = sqlite_file(url)
+    if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     if for_writes:
         # SQLite has one writer at a time. One pooled write connection makes writers queue
@@ -232,8 +241,8 @@ class WalCheckpointer:
     A checkpoint copies the pages the WAL holds back into the database file and `fsync`s it;
     done by a commit (SQLite's automatic checkpoint), it holds the one write connection for
     tens of milliseconds while the cashiers' redemptions queue behind it (paced POS
-    redemptions: p99 12.7 ms and the longest 53.7 ms with it in the commits, 5.7 and 8.6 ms
-    with this thread; docs/benchmarks.md). PASSIVE checkpoints never wait for readers or
+    redemptions: the longest 45.8–53.7 ms with it in the commits, 12.3–13.2 ms with this
+    thread; docs/benchmarks.md). PASSIVE checkpoints never wait for readers or
     writers. The automatic checkpoint stays on as the fallback: should this thread stop, the
     WAL is still bounded. Started by the first write connection of the process, stopped by
     `Database.dispose`.
@@ -297,9 +306,8 @@ class Database:
                             else self.engine)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessionmaker = sessionmaker(self.read_engine, expire_on_commit=False)
-        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
-        self.checkpointer = (WalCheckpointer(str(Path(path).resolve()))
-                             if path and path != ":memory:" else None)
+        path = sqlite_file(url)
+        self.checkpointer = WalCheckpointer(str(Path(path).resolve())) if path else None
         if self.checkpointer is not None:
             checkpointer = self.checkpointer
             event.listen(self.engine, "connect", lambda *_: checkpointer.start())

@@ -2,9 +2,9 @@
 
 FastAPI (since 0.137) keeps an included router as a nested branch that it walks for every
 request, matching each level twice, and both FastAPI and Starlette try the routes one by one
-in order. With ~400 API and page routes that was most of the cost of a fast request: a health
-check took ~900 µs of CPU, ~650 µs of it finding the route (docs/benchmarks.md, "Finding the
-route").
+in order. With ~250 API and page routes that was most of the cost of a fast request: a health
+check took ~780 µs of CPU in process, ~520 µs of it finding the route (docs/benchmarks.md,
+"Finding the route").
 
 Two steps remove it without changing what matches:
 * `add_routes` copies a router's routes onto the app as ordinary `APIRoute`s with their full
@@ -13,10 +13,10 @@ Two steps remove it without changing what matches:
 * `RouteIndex` answers a path from the few routes that can match it: a route's path up to its
   first parameter is fixed text, so only routes filed under a directory of the request's path
   (`/`, `/api/`, `/api/v1/`, `/api/v1/customers/`, …) and those whose whole path is fixed and
-  equal to it are tried, in their original order. What
-  none of them matches (404, a redirect to the path with or without its trailing slash, a
-  WebSocket) goes to the router's own full procedure, so those answers stay FastAPI's, and a
-  route the index should have offered and did not would still be found, only slower.
+  equal to it are tried, in their original order. What none of them matches (404, a redirect
+  to the path with or without its trailing slash, a WebSocket) goes to the router's own full
+  procedure, so those answers stay FastAPI's, and a route the index should have offered and
+  did not would still be found, only slower.
 """
 
 from __future__ import annotations

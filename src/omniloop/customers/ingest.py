@@ -88,7 +88,9 @@ Pair = tuple[str, str]  # (kind, normalised value); the kind as its plain value,
 # hashes in C (an enum member hashes in Python, and pairs are hashed several times each)
 _KINDS: dict[str, IdentityKind] = {kind.value: kind for kind in IdentityKind}
 
-_EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "customer_id", "type", "channel",
+# The events' columns as the bulk insert takes them (core.db.insert_many): ingestion and
+# the loops recorder build their rows in this order.
+EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "customer_id", "type", "channel",
                   "source", "store_id", "campaign_id", "properties", "occurred_at",
                   "received_at")
 _CUSTOMER_COLUMNS = ("tenant_id", "id", "tags", "created_at", "updated_at")
@@ -266,7 +268,7 @@ def _write(session: Session, tenant_id: str, checked: list[_Checked],
     received_at = to_db(now)
     owners, created = _profiles_for(session, tenant_id, fresh, received_at)
     ids = new_ids(len(fresh))
-    insert_many(session, _EVENTS, _EVENT_COLUMNS, [
+    insert_many(session, _EVENTS, EVENT_COLUMNS, [
         (tenant_id, ids[n], c.client_id,
          c.customer_id if c.identity is None else owners[c.identity],
          c.type, c.channel, c.source, stores[c.store] if c.store is not None else None,

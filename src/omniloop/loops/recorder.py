@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from omniloop.core.clock import utcnow
 from omniloop.core.db import datetime_to_db, get_database, insert_many
 from omniloop.core.ids import new_ids
-from omniloop.customers.ingest import identity_owners
+from omniloop.customers.ingest import EVENT_COLUMNS, identity_owners
 from omniloop.customers.models import Event, IdentityKind
 from omniloop.loops.models import ShortLink, Touchpoint
 
@@ -156,12 +156,6 @@ class Recorder:
         return written
 
 
-# The events' columns as the bulk insert takes them (core.db.insert_many).
-_EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "customer_id", "type", "channel",
-                  "source", "store_id", "campaign_id", "properties", "occurred_at",
-                  "received_at")
-
-
 def write_hits(batch: list[Hit]) -> None:
     """One write transaction for a batch of hits.
 
@@ -187,7 +181,7 @@ def write_hits(batch: list[Hit]) -> None:
         received_at = to_db(utcnow())
         events = [hit for hit in batch if not hit.bot]
         ids = new_ids(2 * len(events))  # each event's id and its client event id's suffix
-        insert_many(session, _EVENTS, _EVENT_COLUMNS, [
+        insert_many(session, _EVENTS, EVENT_COLUMNS, [
             (hit.tenant_id, ids[2 * n], f"{hit.type}:{ids[2 * n + 1]}",
              hit.customer_id or (owners.get((hit.tenant_id, hit.device_id))
                                  if hit.device_id else None),

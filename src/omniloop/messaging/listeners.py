@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 
 from omniloop.core.db import Session
 from omniloop.messaging import journeys, webhooks
@@ -36,8 +36,6 @@ def enter_purchase_journeys(session: Session, actor: Actor, order: Order) -> Non
     person (their first order across merged profiles)."""
     if order.customer_id is None:
         return
-    from sqlalchemy import func
-
     from omniloop.customers.profiles import profile_ids, survivor_ids
 
     # One cheap look first: most brands have no purchase journey, and orders are a hot path
