@@ -40,11 +40,16 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 async def in_unit_of_work(request: Request, work: Callable[[Session], T]) -> T:
     """`work(session)` in the request's unit of work, as `SessionDep` gives it (a write
     transaction unless the method only reads), committed before this returns: for async
-    routes, in one trip to a worker thread. Errors roll it back and propagate."""
+    routes, in one trip to a worker thread — on SQLite, writes to the database's writer
+    thread (`core.writer`), which commits those that queue together at once. Errors roll
+    the work back and propagate."""
     write = request.method not in READ_METHODS
+    database = get_database()
+    if write and database.writer is not None:
+        return await database.writer.run(work)
 
     def run() -> T:
-        with get_database().unit_of_work(write=write) as session:
+        with database.unit_of_work(write=write) as session:
             return work(session)
 
     return await in_thread(run)

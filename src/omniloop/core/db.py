@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -47,6 +47,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from omniloop.core.clock import utcnow
 from omniloop.core.ids import new_id
 from omniloop.core.settings import get_settings
+
+if TYPE_CHECKING:
+    from omniloop.core.writer import Writer
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -292,6 +295,49 @@ class WalCheckpointer:
                 connection.close()
 
 
+# --- What runs once a transaction has committed ----------------------------------------------
+
+_AFTER_COMMIT = "omniloop.after_commit"
+# Marks a session whose commit is a savepoint's release inside a transaction of many units
+# of work (`core.writer`): its callbacks run when that transaction commits, not before.
+BATCHED = "omniloop.batched"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Call `callback` once the transaction holding the session's writes has committed
+    (never if it rolls back). The same callback registered twice runs once. For hints to
+    others about committed data — a worker to wake, a cache to forget — that would be
+    wrong before the commit: woken early, the worker finds nothing."""
+    callbacks: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
+    if callback not in callbacks:
+        callbacks.append(callback)
+
+
+def take_after_commit(session: Session) -> list[Callable[[], None]]:
+    """The session's callbacks, removed from it (`core.writer` runs them later)."""
+    return cast(list[Callable[[], None]], session.info.pop(_AFTER_COMMIT, []))
+
+
+def run_after_commit(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - the data is committed; a failed hint is logged
+            log.warning("a callback after commit failed", exc_info=True)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    if not session.info.get(BATCHED):
+        run_after_commit(take_after_commit(session))
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    if not session.info.get(BATCHED):
+        session.info.pop(_AFTER_COMMIT, None)
+
+
 class Database:
     """The engines and session factories of one database URL.
 
@@ -308,6 +354,12 @@ class Database:
         self.read_sessionmaker = sessionmaker(self.read_engine, expire_on_commit=False)
         path = sqlite_file(url)
         self.checkpointer = WalCheckpointer(str(Path(path).resolve())) if path else None
+        # SQLite's busiest writes share transactions in one thread (core.writer).
+        self.writer: Writer | None = None
+        if url.startswith("sqlite"):
+            from omniloop.core.writer import Writer
+
+            self.writer = Writer(self.engine, self.sessionmaker)
         if self.checkpointer is not None:
             checkpointer = self.checkpointer
             event.listen(self.engine, "connect", lambda *_: checkpointer.start())
@@ -325,6 +377,8 @@ class Database:
                 raise
 
     def dispose(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()

@@ -20,18 +20,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, event, func, select, update
-from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy import Table, func, select, update
 
 from omniloop.core.clock import utcnow
-from omniloop.core.db import Session
+from omniloop.core.db import Session, after_commit
 from omniloop.core.ids import new_ids
 from omniloop.messaging.errors import MessageNotFound, MessageNotReplayable
 from omniloop.messaging.models import OutboxChannel, OutboxMessage, OutboxStatus, Purpose
 from omniloop.tenancy.access import Actor, Permission
 
 _OUTBOX = cast(Table, OutboxMessage.__table__)
-_WAKE_FLAG = "omniloop.outbox.wake"
 _CHUNK = 5_000
 
 
@@ -117,7 +115,7 @@ def enqueue_many(session: Session, actor: Actor, drafts: Sequence[Draft]) -> lis
                  "ON CONFLICT (tenant_id, dedup_key) DO NOTHING")
     for start in range(0, len(rows), _CHUNK):
         connection.exec_driver_sql(statement, rows[start:start + _CHUNK])
-    session.info[_WAKE_FLAG] = True
+    after_commit(session, _wake)
     return ids
 
 
@@ -143,21 +141,10 @@ def set_waker(waker: Callable[[], None] | None) -> None:
     _waker = waker
 
 
-@event.listens_for(OrmSession, "after_commit")
-def _after_commit(session: OrmSession) -> None:
-    if session.info.pop(_WAKE_FLAG, False) and _waker is not None:
-        try:
-            _waker()
-        except Exception:  # noqa: BLE001 - a wake-up is a hint; the worker also polls
-            import logging
-
-            logging.getLogger("omniloop.messaging").warning(
-                "could not wake the message worker", exc_info=True)
-
-
-@event.listens_for(OrmSession, "after_rollback")
-def _after_rollback(session: OrmSession) -> None:
-    session.info.pop(_WAKE_FLAG, None)
+def _wake() -> None:
+    # A hint: the worker also polls (a failure is logged by core.db.run_after_commit).
+    if _waker is not None:
+        _waker()
 
 
 # --- reading and replaying ----------------------------------------------------------------
@@ -270,5 +257,5 @@ def replay(session: Session, actor: Actor, message_ids: Iterable[str],
 
     audit.record(session, actor, "messaging.replay", "outbox_message",
                  ids[0] if len(ids) == 1 else None, {"messages": len(ids)})
-    session.info[_WAKE_FLAG] = True
+    after_commit(session, _wake)
     return int(result.rowcount)  # type: ignore[attr-defined]

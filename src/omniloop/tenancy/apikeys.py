@@ -20,12 +20,13 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import cast
 
-from sqlalchemy import Table, bindparam, event, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 
 from omniloop.core.clock import as_utc, utcnow
-from omniloop.core.db import Session, get_database
+from omniloop.core.db import Session, after_commit, get_database
 from omniloop.core.errors import ApiKeyRevoked, InvalidApiKey
 from omniloop.core.security import digest_api_key, random_token
 from omniloop.tenancy import audit
@@ -107,7 +108,7 @@ def revoke_api_key(session: Session, actor: Actor, key_id: str) -> ApiKey:
     # key meanwhile still read it unrevoked and may have remembered it.
     digest = key.key_digest
     forget_key(digest)
-    event.listen(session, "after_commit", lambda _session: forget_key(digest), once=True)
+    after_commit(session, partial(forget_key, digest))
     return key
 
 

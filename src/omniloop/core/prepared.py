@@ -1,0 +1,194 @@
+"""Hot statements compiled once per dialect and run on the driver's cursor.
+
+SQLAlchemy costs about 15–20 µs of CPU to run a prepared Core statement (cache-key look-up,
+an execution context, parameter and result processing set up anew) against 1–3 µs for the
+driver itself; an order with its points runs some fifteen statements, all while it holds
+SQLite's one write lock (docs/benchmarks.md). `Prepared` keeps the statement as Core — one
+source of SQL for SQLite and PostgreSQL — and does once, per dialect, what SQLAlchemy does
+per call: the SQL text, the parameters' order and the type processors of the parameters and
+the result columns that need one (datetimes on SQLite, JSON, enums). Calls then go straight
+to the DB-API cursor of the session's connection, inside the session's transaction.
+
+Rows come back as tuples (unpack them). Driver errors are raised as SQLAlchemy's (an
+`IntegrityError` stays catchable as before). Statements with expanding `IN` parameters are
+refused: their SQL changes with the list. When the engine has cursor listeners (the tests'
+arranging engine upgrades its transaction at the first write), calls go through SQLAlchemy
+so that the listeners see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.expression import Executable
+
+from omniloop.core.db import Session
+
+Row = tuple[Any, ...]
+_Processor = Callable[[Any], Any]
+
+
+@dataclass
+class _Plan:
+    sql: str
+    positional: bool
+    # (parameter name as given, name in the SQL, default if not given, bind processor)
+    binds: tuple[tuple[str, str, Any, _Processor | None], ...]
+    result_types: tuple[Any, ...]  # the result columns' types, processors found at first use
+    results: tuple[tuple[int, _Processor], ...] | None = None  # columns needing processing
+
+
+class _Generated:
+    """A column's Python-side default or onupdate (an id, the time), made per call."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+_MISSING = object()
+
+
+def _python_default(column: Any, update: bool) -> _Generated:
+    default = column.onupdate if update else column.default
+    if default.is_callable:
+        return _Generated(lambda: default.arg(None))  # SQLAlchemy's wrapper takes a context
+    return _Generated(lambda: default.arg)
+
+
+class Prepared:
+    """`statement` run on the driver's cursor (see the module). For an INSERT or UPDATE,
+    `columns` are the column keys every call gives (its SQL depends on them); Python-side
+    column defaults are not applied, so give every value."""
+
+    def __init__(self, statement: Executable, columns: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.columns = list(columns) if columns is not None else None
+        self._plans: dict[Dialect, _Plan] = {}
+
+    def _plan(self, dialect: Dialect) -> _Plan:
+        plan = self._plans.get(dialect)
+        if plan is None:
+            plan = self._plans[dialect] = self._compile(dialect)
+        return plan
+
+    def _compile(self, dialect: Dialect) -> _Plan:
+        compiled = cast(SQLCompiler, self.statement.compile(  # type: ignore[attr-defined]
+            dialect=dialect, column_keys=self.columns))
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("Prepared statements take no expanding (IN list) parameters")
+        escaped: dict[str, str] = compiled.escaped_bind_names or {}
+        order = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
+        generated = {column.key: _python_default(column, update=False)
+                     for column in compiled.insert_prefetch}
+        generated.update({column.key: _python_default(column, update=True)
+                          for column in compiled.update_prefetch})
+        given = set(self.columns or ())
+        binds: list[tuple[str, str, Any, _Processor | None]] = []
+        for name in order:
+            parameter: BindParameter[Any] = compiled.binds[name]
+            key = parameter.key
+            if key in generated:
+                default: Any = generated[key]
+            elif parameter.required or key in given:
+                default = _MISSING
+            else:
+                default = parameter.effective_value
+            processor = parameter.type.dialect_impl(dialect).bind_processor(dialect)
+            binds.append((key, escaped.get(name, name), default, processor))
+        return _Plan(sql=compiled.string, positional=compiled.positional, binds=tuple(binds),
+                     result_types=tuple(column.type for column in
+                                        getattr(self.statement, "exported_columns", ())))
+
+    def _parameters(self, plan: _Plan, params: Mapping[str, Any]) -> Any:
+        values: list[Any] = []
+        for key, _name, default, processor in plan.binds:
+            value = params.get(key, default)
+            if value is _MISSING:
+                raise KeyError(f"{key}: a value is required")
+            if isinstance(value, _Generated):
+                value = value.make()
+            values.append(processor(value) if processor is not None else value)
+        if plan.positional:
+            return values
+        return {name: value for (_key, name, _d, _p), value in zip(plan.binds, values,
+                                                                  strict=True)}
+
+    def _execute(self, session: Session, params: Sequence[Mapping[str, Any]],
+                 many: bool = False) -> tuple[Any, tuple[tuple[int, _Processor], ...] | None]:
+        """`params`: one mapping, or with `many` one per execution."""
+        connection: Connection = session.connection()
+        if connection.dispatch.before_cursor_execute:
+            given = [dict(row) for row in params]
+            return connection.execute(self.statement, given if many else given[0]), None
+        plan = self._plan(connection.dialect)
+        cursor = connection.connection.cursor()
+        parameters = [self._parameters(plan, row) for row in params]
+        try:
+            if many:
+                cursor.executemany(plan.sql, parameters)
+            else:
+                cursor.execute(plan.sql, parameters[0])
+        except connection.dialect.loaded_dbapi.Error as error:
+            raise DBAPIError.instance(plan.sql, parameters, error,
+                                      connection.dialect.loaded_dbapi.Error,
+                                      dialect=connection.dialect) from error
+        if many or cursor.description is None:
+            return cursor, None
+        return cursor, self._result_processors(plan, connection.dialect, cursor)
+
+    @staticmethod
+    def _result_processors(plan: _Plan, dialect: Dialect, cursor: Any
+                           ) -> tuple[tuple[int, _Processor], ...]:
+        # A processor may depend on the driver's type code of the column (PostgreSQL's
+        # numerics), known from the first answer's description.
+        if plan.results is None:
+            codes = [entry[1] for entry in cursor.description or ()]
+            found = []
+            for index, (kind, code) in enumerate(zip(plan.result_types, codes, strict=False)):
+                processor = kind.dialect_impl(dialect).result_processor(dialect, code)
+                if processor is not None:
+                    found.append((index, processor))
+            plan.results = tuple(found)
+        return plan.results
+
+    @staticmethod
+    def _processed(processors: tuple[tuple[int, _Processor], ...] | None, row: Any) -> Row:
+        if not processors:
+            return tuple(row)
+        values = list(row)
+        for index, processor in processors:
+            values[index] = processor(values[index])
+        return tuple(values)
+
+    def rows(self, session: Session, params: Mapping[str, Any]) -> list[Row]:
+        """Every row of the answer."""
+        cursor, processors = self._execute(session, (params,))
+        return [self._processed(processors, row) for row in cursor.fetchall()]
+
+    def first(self, session: Session, params: Mapping[str, Any]) -> Row | None:
+        """The first row of the answer, or None."""
+        cursor, processors = self._execute(session, (params,))
+        row = cursor.fetchone()
+        cursor.close()
+        return None if row is None else self._processed(processors, row)
+
+    def scalar(self, session: Session, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row, or None."""
+        row = self.first(session, params)
+        return None if row is None else row[0]
+
+    def run(self, session: Session, params: Mapping[str, Any]) -> int:
+        """Execute a statement that answers nothing; the number of rows it changed."""
+        cursor, _processors = self._execute(session, (params,))
+        return int(cursor.rowcount)
+
+    def run_many(self, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute the statement once per row of parameters (one executemany)."""
+        if rows:
+            self._execute(session, rows, many=True)

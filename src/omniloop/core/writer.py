@@ -1,0 +1,168 @@
+"""One thread for a SQLite database's busiest writes, several units of work per commit.
+
+SQLite lets one transaction write at a time. Before this, every write request took a worker
+thread that queued for the one write connection: under load 32 threads woke in turn for
+it (a third of a POS redemption's CPU went to those hand-overs and to each transaction's
+own BEGIN and COMMIT, docs/benchmarks.md). Here the requests' units of work queue in
+order for one thread that holds the connection and runs whatever has queued meanwhile in one
+transaction, each unit of work in a savepoint of its own and a session of its own (group
+commit, as server databases do it).
+
+What a caller sees does not change: its `work(session)` runs in a session that it alone
+uses; an error rolls back its own writes and nothing else and reaches the caller; the
+answer is given only after the transaction holding its writes has committed, so it is as
+durable as before. What runs after a commit (waking the message worker, forgetting a key)
+is registered with `core.db.after_commit` and runs after the real commit, not after the
+savepoint's release. A unit of work that waited while the batch ahead of it ran is the
+only latency added, and under load that wait replaces a longer one for the lock.
+
+Used for SQLite only (`Database.writer`): PostgreSQL has row locks and many writers, so
+its units of work keep a transaction each in the threadpool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from omniloop.core.db import BATCHED, run_after_commit, take_after_commit
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+T = TypeVar("T")
+
+# At most this many units of work share a transaction: enough for the 32 tills of the POS
+# benchmark to commit together, few enough that a failing commit takes little with it.
+BATCH = 64
+
+log = logging.getLogger("omniloop.writer")
+
+
+@dataclass
+class _Work(Generic[T]):
+    work: Callable[[Session], T]
+    context: contextvars.Context
+    future: asyncio.Future[T]
+    loop: asyncio.AbstractEventLoop
+    ok: bool = False
+    done: bool = False
+    outcome: Any = None
+    after: list[Callable[[], None]] = field(default_factory=list)  # once committed
+
+
+class Writer:
+    """Runs units of work on `engine`'s write connection from one thread (see the module)."""
+
+    def __init__(self, engine: Engine, sessionmaker: Callable[..., Session]) -> None:
+        self.engine, self._sessionmaker = engine, sessionmaker
+        self._queue: deque[_Work[Any]] = deque()
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.batches = 0  # transactions committed or rolled back (tests, benchmarks)
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """`work(session)` in a unit of work of its own, committed when this returns."""
+        loop = asyncio.get_running_loop()
+        item = _Work(work, contextvars.copy_context(), loop.create_future(), loop)
+        with self._ready:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="sqlite-writer",
+                                                daemon=True)
+                self._thread.start()
+            self._queue.append(item)
+            self._ready.notify()
+        return await item.future  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the thread (the next `run` starts another)."""
+        with self._ready:
+            self._stopping = True
+            thread = self._thread
+            self._ready.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+        with self._ready:
+            self._stopping = False
+
+    def _serve(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._stopping:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+            try:
+                self._run_batch(batch)
+            except BaseException as exc:  # noqa: BLE001 - the connection or the commit failed
+                for item in batch:
+                    if item.ok or not item.done:
+                        item.ok, item.done, item.outcome = False, True, exc
+            self.batches += 1
+            self._answer(batch)
+
+    def _run_batch(self, batch: list[_Work[Any]]) -> None:
+        # One unit of work alone needs no savepoint: its error rolls back the transaction.
+        mode = "rollback_only" if len(batch) == 1 else "create_savepoint"
+        with self.engine.connect() as connection:
+            transaction = connection.begin()
+            for item in batch:
+                session = self._sessionmaker(bind=connection, join_transaction_mode=mode,
+                                             info={BATCHED: True})
+                try:
+                    item.outcome = item.context.run(item.work, session)
+                    session.commit()
+                    item.ok = True
+                    item.after = take_after_commit(session)
+                except BaseException as exc:  # noqa: BLE001 - it is the caller's answer
+                    session.rollback()
+                    item.ok, item.outcome = False, exc
+                finally:
+                    item.done = True
+                    session.close()
+                if not transaction.is_active:  # the lone unit of work failed
+                    return
+            try:
+                transaction.commit()
+            except BaseException:
+                # SQLite keeps a transaction whose COMMIT failed (a deferred constraint)
+                # open, and SQLAlchemy considers it ended: end it here, or the next batch's
+                # BEGIN fails.
+                dbapi_connection = connection.connection.dbapi_connection
+                if dbapi_connection is not None:
+                    dbapi_connection.rollback()
+                raise
+        for item in batch:
+            if item.ok:
+                run_after_commit(item.after)
+
+    @staticmethod
+    def _answer(batch: list[_Work[Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Work[Any]]] = {}
+        for item in batch:
+            by_loop.setdefault(item.loop, []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # the caller's loop has closed: nobody is waiting
+                log.debug("a unit of work finished after its event loop closed")
+
+
+def _settle(items: list[_Work[Any]]) -> None:
+    for item in items:
+        if item.future.cancelled():
+            continue
+        if item.ok:
+            item.future.set_result(item.outcome)
+        else:
+            item.future.set_exception(item.outcome)
