@@ -17,7 +17,8 @@ from starlette.middleware.sessions import SessionMiddleware
 
 import omniloop.wiring  # noqa: F401  (connects modules that listen to each other)
 from omniloop import __version__
-from omniloop.api.router import API_PREFIX, API_ROUTERS
+from omniloop.api.fastlane import FastLane
+from omniloop.api.router import API_LANES, API_PREFIX, API_ROUTERS
 from omniloop.core.db import get_database
 from omniloop.core.errors_http import install_error_handlers
 from omniloop.core.middleware import LocaleMiddleware
@@ -69,6 +70,7 @@ def create_app() -> FastAPI:
         https_only=settings.base_url.startswith("https://"),
     )
     app.add_middleware(loops_pages.ScanFastPath)  # inside the locale, outside the rest
+    app.add_middleware(FastLane, lanes=API_LANES)  # likewise
     app.add_middleware(LocaleMiddleware, default_locale=settings.default_locale)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,19 +1,23 @@
-"""The domain modules' API routers, added by the app under /api/v1 (`API_PREFIX`)."""
+"""The domain modules' API routers, added by the app under /api/v1 (`API_PREFIX`), and the
+busiest calls' fast lanes (`api.fastlane`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from omniloop.api.fastlane import Lane
 from omniloop.campaigns import code_routes, pos_routes
 from omniloop.campaigns import routes as campaigns_routes
 from omniloop.catalog.routes import router as catalog_router
 from omniloop.customers import event_routes
+from omniloop.customers import routes as customers_routes
 from omniloop.customers.privacy_routes import router as privacy_router
-from omniloop.customers.routes import router as customers_router
+from omniloop.customers.schemas import IdentifyIn
 from omniloop.loops.routes import router as loops_router
 from omniloop.loyalty.routes import router as loyalty_router
 from omniloop.messaging.routes import router as messaging_router
-from omniloop.orders.routes import router as orders_router
+from omniloop.orders import routes as orders_routes
+from omniloop.orders.schemas import OrderIn
 from omniloop.tenancy.routes import router as tenancy_router
 
 API_PREFIX = "/api/v1"
@@ -21,9 +25,9 @@ API_PREFIX = "/api/v1"
 API_ROUTERS: tuple[APIRouter, ...] = (
     tenancy_router,
     catalog_router,
-    customers_router,
+    customers_routes.router,
     event_routes.router,
-    orders_router,
+    orders_routes.router,
     privacy_router,
     campaigns_routes.router,
     code_routes.router,
@@ -32,3 +36,9 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     loops_router,
     messaging_router,
 )
+
+# Each till's calls: route functions that take (body, actor, request) and answer a Response.
+API_LANES: dict[tuple[str, str], Lane] = {
+    ("POST", f"{API_PREFIX}/orders"): Lane(orders_routes.ingest_order, OrderIn),
+    ("POST", f"{API_PREFIX}/customers/identify"): Lane(customers_routes.identify, IdentifyIn),
+}

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from omniloop.core.errors import (
     N_,
@@ -150,3 +151,16 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("unhandled error on %s %s", request.method, request.url.path,
                   exc_info=exc)
         return error_response(request, InternalError())
+
+
+def handled_error(scope: Scope, request: Request, error: Exception) -> Response:
+    """What the app's exception handlers answer for `error` (looked up by its classes, as
+    Starlette does), for fast paths that call route functions outside the app's exception
+    middleware; re-raised to the server error middleware when none is registered."""
+    handlers = scope["app"].exception_handlers
+    for kind in type(error).__mro__:
+        if kind in handlers and kind is not Exception:
+            answer = handlers[kind](request, error)
+            assert isinstance(answer, Response)  # omniloop's handlers are synchronous
+            return answer
+    raise error

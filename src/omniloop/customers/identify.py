@@ -20,13 +20,14 @@ from datetime import date
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from omniloop.core.clock import utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import Conflict
 from omniloop.core.ids import new_id
+from omniloop.core.prepared import Prepared
 from omniloop.core.signals import Signal
 from omniloop.customers.errors import (
     CustomerErased,
@@ -178,8 +179,8 @@ def _savepoint(connection: Connection) -> Iterator[None]:
 # --- The usual calls, in Core ----------------------------------------------------------------
 #
 # Building an ORM query costs more than SQLite takes to answer it, and identify is called
-# for every customer at every counter: these statements are built once (SQLAlchemy caches
-# their compiled form) and run on the session's connection.
+# for every customer at every counter: these statements are prepared once (core.prepared)
+# and run on the session's connection.
 
 _PROFILE_COLUMNS = tuple(_CUSTOMERS.c[name] for name in PROFILE_FIELDS)
 
@@ -191,10 +192,12 @@ _OWNERS_OF = (
                & (_CUSTOMERS.c.id == _IDENTITIES.c.customer_id))
     .where(_IDENTITIES.c.tenant_id == bindparam("tenant_id"),
            _IDENTITIES.c.kind == bindparam("kind")))
-_OWNER = _OWNERS_OF.where(_IDENTITIES.c.value == bindparam("value"))
+_OWNER = Prepared(_OWNERS_OF.where(_IDENTITIES.c.value == bindparam("value")))
 _OWNERS = _OWNERS_OF.where(_IDENTITIES.c.value.in_(bindparam("values", expanding=True)))
-_INSERT_CUSTOMER = insert(_CUSTOMERS)
-_INSERT_IDENTITY = insert(_IDENTITIES)
+_INSERT_CUSTOMER = Prepared(insert(_CUSTOMERS), columns=("tenant_id", "merged_into_id",
+                                                         *PROFILE_FIELDS))
+_INSERT_IDENTITY = Prepared(insert(_IDENTITIES), columns=(
+    "tenant_id", "id", "customer_id", "kind", "value", "source", "created_at"))
 _CUSTOMER_ROW = (_CUSTOMERS.c.tenant_id == bindparam("key_tenant_id")) & (
     _CUSTOMERS.c.id == bindparam("key_id"))
 
@@ -203,21 +206,21 @@ def _identify_simple(session: Session, tenant_id: str, pairs: list[Pair],
                      traits: Traits | None, source: str) -> Identified | None:
     """Identify when it needs no merge: None when it does (or the profile is loaded as an ORM
     object in this session, which a Core UPDATE would leave stale)."""
-    connection = session.connection()
     by_kind: dict[IdentityKind, list[str]] = {}
     for kind, value in pairs:
         by_kind.setdefault(kind, []).append(value)
     existing: set[Pair] = set()
-    rows: dict[str, Row[Any]] = {}
+    # Per profile: (value, merged_into_id, *PROFILE_FIELDS)
+    rows: dict[str, tuple[Any, ...]] = {}
     for kind, values in by_kind.items():
         rows_of_kind = (
-            connection.execute(_OWNER, {"tenant_id": tenant_id, "kind": kind,
-                                        "value": values[0]}) if len(values) == 1
-            else connection.execute(_OWNERS, {"tenant_id": tenant_id, "kind": kind,
-                                              "values": values}))
+            _OWNER.rows(session, {"tenant_id": tenant_id, "kind": kind, "value": values[0]})
+            if len(values) == 1
+            else [tuple(row) for row in session.connection().execute(
+                _OWNERS, {"tenant_id": tenant_id, "kind": kind, "values": values})])
         for row in rows_of_kind:
-            existing.add((kind, row.value))
-            rows[row.id] = row
+            existing.add((kind, row[0]))
+            rows[row[2]] = row
     now = utcnow()
     created = not rows
     if created:
@@ -226,24 +229,23 @@ def _identify_simple(session: Session, tenant_id: str, pairs: list[Pair],
         profile.update(id=customer_id, tags=[], created_at=now, updated_at=now)
         if traits is not None:
             profile.update(_trait_changes(profile, traits))
-        connection.execute(_INSERT_CUSTOMER, {
-            "tenant_id": tenant_id, "merged_into_id": None,
-            **{name: profile[name] for name in PROFILE_FIELDS}})
+        _INSERT_CUSTOMER.run(session, {"tenant_id": tenant_id, "merged_into_id": None,
+                                       **profile})
     else:
         if len(rows) > 1:
             return None  # a merge
         (row,) = rows.values()
-        customer_id = row.id
-        if row.merged_into_id is not None or (
+        customer_id = row[2]
+        if row[1] is not None or (
                 session.identity_map.get(session.identity_key(Customer, (tenant_id, customer_id)))
                 is not None):
             return None
-        profile = {name: row._mapping[name] for name in PROFILE_FIELDS}
+        profile = dict(zip(PROFILE_FIELDS, row[2:], strict=True))
     # Inserted in key order, as batch ingestion does, so two writers adding overlapping new
     # identities take the index locks in the same order and cannot deadlock on PostgreSQL.
     new_pairs = sorted(pair for pair in pairs if pair not in existing)
     if new_pairs:
-        connection.execute(_INSERT_IDENTITY, [
+        _INSERT_IDENTITY.run_many(session, [
             {"tenant_id": tenant_id, "id": new_id(), "customer_id": customer_id, "kind": kind,
              "value": value, "source": source, "created_at": now}
             for kind, value in new_pairs])
@@ -251,8 +253,9 @@ def _identify_simple(session: Session, tenant_id: str, pairs: list[Pair],
         changes = _trait_changes(profile, traits)
         if changes:
             changes["updated_at"] = now
-            connection.execute(update(_CUSTOMERS).where(_CUSTOMER_ROW).values(**changes),
-                               {"key_tenant_id": tenant_id, "key_id": customer_id})
+            session.connection().execute(
+                update(_CUSTOMERS).where(_CUSTOMER_ROW).values(**changes),
+                {"key_tenant_id": tenant_id, "key_id": customer_id})
             profile.update(changes)
     return Identified(customer_id, created, [], profile=profile)
 

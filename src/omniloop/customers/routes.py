@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import cast
+from dataclasses import dataclass
+from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Table, bindparam, select
 
 from omniloop.api.deps import ApiActor, SessionDep, in_unit_of_work
 from omniloop.core.db import Session
+from omniloop.core.prepared import Prepared
 from omniloop.customers import identify as identify_service
 from omniloop.customers.models import Customer, CustomerIdentity
 from omniloop.customers.profiles import get_customer, identities_of, profile_ids
@@ -23,11 +25,11 @@ from omniloop.customers.schemas import (
 router = APIRouter(tags=["customers"])
 
 _IDENTITIES = cast(Table, CustomerIdentity.__table__)
-# `profiles.identities_of` as a statement built once, for identify's answer.
-_IDENTITIES_OF = select(_IDENTITIES.c.id, _IDENTITIES.c.kind, _IDENTITIES.c.value,
-                        _IDENTITIES.c.source, _IDENTITIES.c.created_at).where(
+# `profiles.identities_of` as a prepared statement, for identify's answer.
+_IDENTITY_FIELDS = ("id", "kind", "value", "source", "created_at")
+_IDENTITIES_OF = Prepared(select(*(_IDENTITIES.c[name] for name in _IDENTITY_FIELDS)).where(
     _IDENTITIES.c.tenant_id == bindparam("tenant_id"),
-    _IDENTITIES.c.customer_id == bindparam("customer_id"))
+    _IDENTITIES.c.customer_id == bindparam("customer_id")))
 
 
 def customer_out(session: Session, customer: Customer) -> CustomerOut:
@@ -36,20 +38,41 @@ def customer_out(session: Session, customer: Customer) -> CustomerOut:
     return CustomerOut.model_validate(customer).model_copy(update={"identities": identities})
 
 
+@dataclass(frozen=True)
+class _IdentifyFacts:
+    """What identify's answer is made of, read in its unit of work: the profile as the call
+    left it, or the merged survivor's answer, already made."""
+
+    done: identify_service.Identified
+    identities: list[tuple[Any, ...]]
+    customer: CustomerOut | None = None
+
+
+def _identify_facts(session: Session, tenant_id: str,
+                    done: identify_service.Identified) -> _IdentifyFacts:
+    if done.profile is None:  # merged: the ORM has the survivor
+        return _IdentifyFacts(done, [], customer_out(session, done.customer or session.get_one(
+            Customer, (tenant_id, done.customer_id))))
+    return _IdentifyFacts(done, _IDENTITIES_OF.rows(
+        session, {"tenant_id": tenant_id, "customer_id": done.customer_id}))
+
+
+def _identify_out(facts: _IdentifyFacts) -> IdentifyOut:
+    done, customer = facts.done, facts.customer
+    if customer is None:
+        assert done.profile is not None
+        # Sorted as profiles.identities_of sorts them.
+        identities = [IdentityOut.model_validate(dict(zip(_IDENTITY_FIELDS, row, strict=True)))
+                      for row in sorted(facts.identities,
+                                        key=lambda row: (row[1].value, row[4], row[0]))]
+        customer = CustomerOut.model_validate({**done.profile, "identities": identities})
+    return IdentifyOut(customer=customer, created=done.created, merged=done.merged)
+
+
 def identify_answer(session: Session, tenant_id: str,
                     done: identify_service.Identified) -> IdentifyOut:
     """What identify answers: the profile as the call left it, with its identities."""
-    if done.profile is None:  # merged: the ORM has the survivor
-        customer = customer_out(session, done.customer or session.get_one(
-            Customer, (tenant_id, done.customer_id)))
-    else:
-        rows = session.connection().execute(_IDENTITIES_OF, {"tenant_id": tenant_id,
-                                                             "customer_id": done.customer_id})
-        # Sorted as profiles.identities_of sorts them.
-        identities = [IdentityOut.model_validate(row._mapping) for row in sorted(
-            rows, key=lambda row: (row.kind.value, row.created_at, row.id))]
-        customer = CustomerOut.model_validate({**done.profile, "identities": identities})
-    return IdentifyOut(customer=customer, created=done.created, merged=done.merged)
+    return _identify_out(_identify_facts(session, tenant_id, done))
 
 
 @router.post("/customers/identify", name="identify", summary="Find or create a customer",
@@ -61,13 +84,16 @@ async def identify(body: IdentifyIn, actor: ApiActor, request: Request) -> Respo
     identities belong to several existing customers, they are merged into the oldest profile
     and the merge is recorded (it can be undone). Traits sent are set; tags are added.
     """
-    def work(session: Session) -> bytes:
+    def work(session: Session) -> _IdentifyFacts:
         done = identify_service.identify_profile(session, actor, body.identities, body.traits,
                                                  source=body.source)
-        return identify_answer(session, actor.tenant_id, done).model_dump_json().encode()
+        return _identify_facts(session, actor.tenant_id, done)
 
-    # The answer is serialised by IdentifyOut itself: response_model stays for the OpenAPI.
-    return Response(await in_unit_of_work(request, work), media_type="application/json")
+    # The answer is made after the unit of work (which, on SQLite, holds the write lock) and
+    # serialised by IdentifyOut itself: response_model stays for the OpenAPI document.
+    facts = await in_unit_of_work(request, work)
+    return Response(_identify_out(facts).model_dump_json().encode(),
+                    media_type="application/json")
 
 
 @router.get("/customers/{customer_id}", name="get", summary="Get a customer",

@@ -47,6 +47,7 @@ from omniloop.campaigns.models import Campaign, Coupon
 from omniloop.core.clock import utcnow
 from omniloop.core.db import Session, get_database
 from omniloop.core.errors import OmniloopError
+from omniloop.core.errors_http import handled_error
 from omniloop.core.i18n import current_locale, gettext, html_lang
 from omniloop.core.qr import qr_svg
 from omniloop.core.ratelimit import RateLimited, enforce
@@ -626,19 +627,8 @@ class ScanFastPath:
                 try:
                     response = await handler(found.group(2), request)  # decoded, as FastAPI's
                 except Exception as error:  # the app's own handlers (a busy database: 503)
-                    response = _handled(scope, request, error)
+                    response = handled_error(scope, request, error)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-
-def _handled(scope: Scope, request: Request, error: Exception) -> Response:
-    """What the app's exception handlers answer for `error` (looked up by its classes, as
-    Starlette does); re-raised to the server error middleware when none is registered."""
-    handlers = scope["app"].exception_handlers
-    for kind in type(error).__mro__:
-        if kind in handlers and kind is not Exception:
-            answer = handlers[kind](request, error)
-            assert isinstance(answer, Response)  # omniloop's handlers are synchronous
-            return answer
-    raise error

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from omniloop.api.deps import ApiActor, SessionDep, in_unit_of_work
 from omniloop.core.db import Session
 from omniloop.orders import refunds, service
+from omniloop.orders.models import Order
 from omniloop.orders.schemas import OrderIn, OrderOut, RefundIn, RefundOut
 
 router = APIRouter(tags=["orders"])
@@ -38,12 +39,14 @@ async def ingest_order(body: OrderIn, actor: ApiActor, request: Request) -> Resp
     merged) from `identities`, or nobody (a walk-in). Totals are computed from the lines;
     a `total_minor` sent must match. Each order also records a `purchase` event.
     """
-    def work(session: Session) -> tuple[bytes, bool]:
-        order, created = service.ingest_order(session, actor, body)
-        return OrderOut.of(order).model_dump_json().encode(), created
+    def work(session: Session) -> tuple[Order, bool]:
+        return service.ingest_order(session, actor, body)
 
-    answer, created = await in_unit_of_work(request, work)
-    return Response(answer, media_type="application/json",
+    # The order comes back loaded (lines, refunds) and is serialised after its unit of work,
+    # which on SQLite holds the write lock.
+    order, created = await in_unit_of_work(request, work)
+    return Response(OrderOut.of(order).model_dump_json().encode(),
+                    media_type="application/json",
                     status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -10,10 +10,11 @@ SQLite that race cannot happen: a write transaction holds the one write lock fro
 first statement, so the look-up by external id and the insert see the same database; no
 savepoint there, as in identify and event ingestion.)
 
-Ingestion is the hot path of every till, so a new order is written with Core statements
-built once (building an ORM query or flushing the unit of work costs more than SQLite takes
-to run the statements), and the order and its lines then join the session as stored rows,
-exactly as written, without being read back. Retries and conflicts take the ORM way.
+Ingestion is the hot path of every till, so a new order is written with prepared Core
+statements (`core.prepared`: building an ORM query or flushing the unit of work costs more
+than SQLite takes to run the statements), and the order and its lines then join the
+session as stored rows, exactly as written, without being read back. Retries and
+conflicts take the ORM way.
 
 The server computes every amount from the lines (see `pricing`); totals sent by the client
 are only checked against it.
@@ -37,6 +38,7 @@ from omniloop.catalog.service import find_product_by_sku
 from omniloop.core.clock import aware, utcnow
 from omniloop.core.db import Session, stored
 from omniloop.core.ids import new_id
+from omniloop.core.prepared import Prepared
 from omniloop.customers.errors import CustomerErased, CustomerNotFound
 from omniloop.customers.identify import Pair, identify_profile, normalize_identities
 from omniloop.customers.models import Event
@@ -95,11 +97,22 @@ def _context_query(store: Select[Any] | None) -> Select[Any]:
                   ).where(_TENANTS.c.id == bindparam("tenant_id"))
 
 
-_CONTEXT = {"none": _context_query(None), "code": _context_query(_STORE_ID_BY_CODE),
-            "id": _context_query(_STORE_ID_BY_ID)}
-_INSERT_ORDER = insert(_ORDERS)
-_INSERT_LINES = insert(_LINES)
-_INSERT_EVENT = insert(_EVENTS)
+_CONTEXT = {"none": Prepared(_context_query(None)),
+            "code": Prepared(_context_query(_STORE_ID_BY_CODE)),
+            "id": Prepared(_context_query(_STORE_ID_BY_ID))}
+_ORDER_COLUMNS = ("tenant_id", "id", "external_id", "source", "channel", "store_id",
+                  "customer_id", "currency", "subtotal_minor", "discount_minor", "total_minor",
+                  "refunded_minor", "status", "paid_at", "content_digest", "created_at",
+                  "updated_at")
+_LINE_COLUMNS = ("tenant_id", "id", "order_id", "position", "sku", "name", "category",
+                 "quantity", "unit_price_minor", "discount_minor", "total_minor", "net_minor",
+                 "refunded_quantity")
+_EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "type", "channel", "source",
+                  "customer_id", "store_id", "campaign_id", "properties", "occurred_at",
+                  "received_at")
+_INSERT_ORDER = Prepared(insert(_ORDERS), columns=_ORDER_COLUMNS)
+_INSERT_LINES = Prepared(insert(_LINES), columns=_LINE_COLUMNS)
+_INSERT_EVENT = Prepared(insert(_EVENTS), columns=_EVENT_COLUMNS)
 
 
 def require_write(actor: Actor) -> None:
@@ -186,11 +199,12 @@ def _read_context(session: Session, actor: Actor, data: OrderIn) -> _Context:
     params: dict[str, Any] = {"tenant_id": actor.tenant_id, "external_id": data.external_id}
     if key is not None:
         params["store_key"] = key
-    row = session.connection().execute(_CONTEXT[kind], params).first()
+    row = _CONTEXT[kind].first(session, params)
     if row is None:
         raise TenantNotFound()
-    return _Context(currency=str(row.currency), timezone=str(row.timezone),
-                    store_id=row.store_id, recorded=row.recorded_id is not None)
+    currency, timezone, store_id, recorded_id = row
+    return _Context(currency=str(currency), timezone=str(timezone), store_id=store_id,
+                    recorded=recorded_id is not None)
 
 
 def _find_store_id(actor: Actor, data: OrderIn, context: _Context) -> str | None:
@@ -367,13 +381,12 @@ def _insert(session: Session, actor: Actor, data: OrderIn, priced: Priced,
               "net_minor": line.net_minor, "refunded_quantity": 0}
              for position, (line, (name, category))
              in enumerate(zip(priced.lines, names, strict=True), start=1)]
-    connection = session.connection()
-    connection.execute(_INSERT_ORDER, values)
-    connection.execute(_INSERT_LINES, lines)
+    _INSERT_ORDER.run(session, values)
+    _INSERT_LINES.run_many(session, lines)
     # The purchase event, as `customers.events.record_event` would store it, without its
     # look-up first: its client event id names this new order, so no event can hold it yet
     # (and the unique constraint would refuse a second one anyway).
-    connection.execute(_INSERT_EVENT, {
+    _INSERT_EVENT.run(session, {
         "tenant_id": tenant_id, "id": new_id(), "client_event_id": f"order:{values['id']}",
         "type": "purchase", "channel": "offline" if store_id is not None else "online",
         "source": data.source, "customer_id": customer_id, "store_id": store_id,
