@@ -154,6 +154,16 @@ def test_a_failed_commit_fails_every_unit_of_work_of_the_batch(db: Database) -> 
     assert asyncio.run(_writer(db).run(_insert(2))) == 2  # and the writer goes on
 
 
+def test_a_unit_of_work_that_rolls_back_fails_its_batch_loudly(db: Database) -> None:
+    def rolls_back(session: Session) -> None:
+        session.execute(text("INSERT INTO t (x) VALUES (3)"))
+        session.rollback()  # not for units of work here: it would drop the others' writes
+
+    results = asyncio.run(_queued_behind_a_gate(db, [_insert(1), rolls_back, _insert(2)]))
+    assert all(isinstance(result, RuntimeError) for result in results)
+    assert _committed(db) == []
+
+
 def test_stop_finishes_the_queue_and_a_later_call_starts_again(db: Database) -> None:
     async def many() -> list[int]:
         calls = [asyncio.ensure_future(_writer(db).run(_insert(x))) for x in range(1, 6)]

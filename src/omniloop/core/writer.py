@@ -112,26 +112,42 @@ class Writer:
             self._answer(batch)
 
     def _run_batch(self, batch: list[_Work[Any]]) -> None:
-        # One unit of work alone needs no savepoint: its error rolls back the transaction.
-        mode = "rollback_only" if len(batch) == 1 else "create_savepoint"
+        # Each unit of work's session joins the batch's transaction without owning it
+        # ("rollback_only": its commit is not the transaction's); its writes are fenced by a
+        # savepoint issued on the driver's cursor (SQLAlchemy's own savepoints cost ~100 µs
+        # a unit of work in Python, most of a usual identify). One unit of work alone needs
+        # no savepoint: its error rolls back the transaction.
+        alone = len(batch) == 1
         with self.engine.connect() as connection:
             transaction = connection.begin()
+            cursor = connection.connection.cursor()
             for item in batch:
-                session = self._sessionmaker(bind=connection, join_transaction_mode=mode,
+                session = self._sessionmaker(bind=connection, join_transaction_mode="rollback_only",
                                              info={BATCHED: True})
+                if not alone:
+                    cursor.execute("SAVEPOINT omniloop_unit")
                 try:
                     item.outcome = item.context.run(item.work, session)
-                    session.commit()
-                    item.ok = True
+                    session.flush()  # what its commit would have written
                     item.after = take_after_commit(session)
+                    item.ok = True
                 except BaseException as exc:  # noqa: BLE001 - it is the caller's answer
-                    session.rollback()
                     item.ok, item.outcome = False, exc
                 finally:
                     item.done = True
-                    session.close()
-                if not transaction.is_active:  # the lone unit of work failed
-                    return
+                    session.close()  # its objects go; the transaction stays
+                if not transaction.is_active:
+                    # It called session.rollback(): the batch's writes are gone with it.
+                    raise RuntimeError("a unit of work rolled back the writer's transaction")
+                if alone:
+                    if not item.ok:
+                        transaction.rollback()
+                        return
+                elif item.ok:
+                    cursor.execute("RELEASE SAVEPOINT omniloop_unit")
+                else:
+                    cursor.execute("ROLLBACK TO SAVEPOINT omniloop_unit")
+                    cursor.execute("RELEASE SAVEPOINT omniloop_unit")
             try:
                 transaction.commit()
             except BaseException:
