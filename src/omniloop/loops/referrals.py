@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import Table, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -38,6 +39,7 @@ from omniloop.core.clock import as_utc, to_local, utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import N_, Conflict
 from omniloop.core.i18n import gettext
+from omniloop.core.prepared import Prepared
 from omniloop.customers.events import record_event
 from omniloop.customers.models import Customer, CustomerIdentity, IdentityKind
 from omniloop.customers.profiles import profile_ids, survivor_ids
@@ -212,23 +214,24 @@ def window_open(qualify_by: datetime, at: datetime) -> bool:
 
 
 _MERGED_IN = aliased(Customer)
-# Built once: every store purchase of a known customer asks it.
-_UNREFERRED = select(
+_REFERRALS = cast(Table, Referral.__table__)
+# Prepared once: every store purchase of a known customer asks it. The open statuses are
+# spelled out (`in_` would make an expanding parameter, which `Prepared` refuses).
+_UNREFERRED = Prepared(select(
     Customer.merged_into_id,
     exists().where(_MERGED_IN.tenant_id == bindparam("tenant_id"),
                    _MERGED_IN.merged_into_id == bindparam("customer_id")),
-    exists().where(Referral.tenant_id == bindparam("tenant_id"),
-                   Referral.friend_id == bindparam("customer_id"),
-                   Referral.status.in_(_OPEN)),
-).where(Customer.tenant_id == bindparam("tenant_id"), Customer.id == bindparam("customer_id"))
+    exists().where(_REFERRALS.c.tenant_id == bindparam("tenant_id"),
+                   _REFERRALS.c.friend_id == bindparam("customer_id"),
+                   or_(*(_REFERRALS.c.status == status for status in _OPEN))),
+).where(Customer.tenant_id == bindparam("tenant_id"), Customer.id == bindparam("customer_id")))
 
 
 def _surely_unreferred(session: Session, tenant_id: str, customer_id: str) -> bool:
     """True for a profile that is neither merged away nor merged into (its profiles are itself
     alone) and has no open referral: one statement of three index look-ups, which is all
     that most purchases need. Merged profiles take the full search in `qualify`."""
-    row = session.connection().execute(_UNREFERRED, {"tenant_id": tenant_id,
-                                                     "customer_id": customer_id}).first()
+    row = _UNREFERRED.first(session, {"tenant_id": tenant_id, "customer_id": customer_id})
     return row is not None and row[0] is None and not row[1] and not row[2]
 
 

@@ -18,28 +18,40 @@ from typing import cast
 from sqlalchemy import Table, bindparam, func, literal, select
 
 from omniloop.core.clock import as_utc
-from omniloop.core.db import Session, stored
+from omniloop.core.db import Session
+from omniloop.core.prepared import Prepared
 from omniloop.customers.profiles import survivor_ids
-from omniloop.loyalty.ledger import Source, credit, debit, expiry_for, find_entry
+from omniloop.loyalty.ledger import Source, credit_entry, debit, expiry_for, find_entry
 from omniloop.loyalty.merging import moved_lots
 from omniloop.loyalty.models import EntryKind, LoyaltyProgram, PointsAccount, PointsEntry
-from omniloop.loyalty.program import default_program, points_for, tier_multiplier_bp
+from omniloop.loyalty.program import (
+    EARN_TERMS_FIELDS,
+    EarnTerms,
+    default_terms,
+    points_for,
+    tier_multiplier_bp,
+)
 from omniloop.orders.models import Order, Refund
 from omniloop.tenancy.access import Actor
 
 _PROGRAMS = cast(Table, LoyaltyProgram.__table__)
 _ACCOUNTS = cast(Table, PointsAccount.__table__)
-_PROGRAM_FIELDS = tuple(column.key for column in _PROGRAMS.columns)
-# Every order that earns reads the brand's program and the buyer's tier: one statement,
-# built once, instead of an ORM load of the program and an ORM query for the tier. It
-# answers one row even for a brand that never saved its settings (the program's columns are
-# then NULL): a one-row anchor, the program joined to it, the tier as a subquery.
+_ENTRIES = cast(Table, PointsEntry.__table__)
+# Every order that earns reads the brand's earning settings, the buyer's tier and whether
+# the order has earned already (a retry): one prepared statement instead of an ORM load of
+# the program, an ORM query for the tier and the ledger's look-up of the key. It answers
+# one row even for a brand that never saved its settings (the program's columns are then
+# NULL): a one-row anchor, the program joined to it, the tier and the entry as subqueries.
 _ANCHOR = select(literal(1).label("one")).subquery("anchor")
 _BUYER_TIER = select(_ACCOUNTS.c.tier_code).where(
     _ACCOUNTS.c.tenant_id == bindparam("tenant_id"),
     _ACCOUNTS.c.customer_id == bindparam("customer_id")).scalar_subquery()
-_PROGRAM_AND_TIER = (
-    select(*_PROGRAMS.columns, _BUYER_TIER.label("buyer_tier"))
+_EARNED = select(_ENTRIES.c.id).where(
+    _ENTRIES.c.tenant_id == bindparam("ledger_tenant_id"),
+    _ENTRIES.c.idempotency_key == bindparam("key")).scalar_subquery()
+_EARNING = Prepared(
+    select(_EARNED.label("earned"), _BUYER_TIER.label("buyer_tier"), _PROGRAMS.c.tenant_id,
+           *(_PROGRAMS.c[name] for name in EARN_TERMS_FIELDS))
     .select_from(_ANCHOR.outerjoin(_PROGRAMS, _PROGRAMS.c.tenant_id == bindparam("tenant_id"))))
 
 
@@ -47,34 +59,34 @@ def earn_key(order_id: str) -> str:
     return f"earn:order:{order_id}"
 
 
-def _program_and_tier(session: Session, tenant_id: str,
-                      customer_id: str) -> tuple[LoyaltyProgram, str | None]:
-    """The brand's program (its stored values, or the defaults when the brand never saved
-    settings) and the customer's tier."""
-    session.flush()  # the Core statement below must see the caller's pending ORM changes
-    values = session.connection().execute(_PROGRAM_AND_TIER, {
-        "tenant_id": tenant_id, "customer_id": customer_id}).one()._mapping
-    if values["tenant_id"] is None:
-        return default_program(tenant_id), values["buyer_tier"]
-    # A detached copy of the settings, for the arithmetic only (never added to the session).
-    return stored(LoyaltyProgram, {name: values[name] for name in _PROGRAM_FIELDS}), \
-        values["buyer_tier"]
-
-
-def earn_for_order(session: Session, actor: Actor, order: Order) -> PointsEntry | None:
-    """Credit the points an order earns (once per order, whatever the retries)."""
-    if order.customer_id is None or order.total_minor <= 0:
+def earn_for_order(session: Session, actor: Actor, order: Order) -> str | None:
+    """Credit the points an order earns (once per order, whatever the retries): the id of
+    its earn entry, or None when it earns nothing. No ORM entry is made: every order runs
+    this while it holds SQLite's write lock (`find_entry` reads the entry)."""
+    customer_id = order.customer_id
+    total_minor = order.total_minor
+    if customer_id is None or total_minor <= 0:
         return None
-    program, tier = _program_and_tier(session, order.tenant_id, order.customer_id)
-    if not program.enabled:
+    key = earn_key(order.id)
+    session.flush()  # the statement below must see the caller's pending ORM changes
+    row = _EARNING.first(session, {"tenant_id": order.tenant_id, "customer_id": customer_id,
+                                   "ledger_tenant_id": actor.tenant_id, "key": key})
+    assert row is not None  # the anchor's one row
+    earned, tier, stored_for, *values = row
+    # The brand's settings, or the defaults when it never saved its own.
+    terms = default_terms() if stored_for is None else EarnTerms(*values)
+    if not terms.enabled:
         return None
-    points = points_for(program, order.total_minor, tier_multiplier_bp(program, tier))
+    points = points_for(terms, total_minor, tier_multiplier_bp(terms, tier))
     if points <= 0:
         return None
-    return credit(session, actor, order.customer_id, points, EntryKind.earn,
-                  earn_key(order.id),
-                  Source(reason="order", order_id=order.id),
-                  expires_at=expiry_for(program, as_utc(order.paid_at)))
+    if earned is not None:
+        return cast(str, earned)  # a retry: the order has its points
+    entry_id, _written = credit_entry(
+        session, actor, customer_id, points, EntryKind.earn, key,
+        Source(reason="order", order_id=order.id),
+        expires_at=expiry_for(terms, as_utc(order.paid_at)), key_checked=True)
+    return entry_id
 
 
 def reverse_for_refund(session: Session, actor: Actor, order: Order,

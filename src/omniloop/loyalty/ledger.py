@@ -18,16 +18,18 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, NoResultFound
 
 from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Session, stored
 from omniloop.core.errors import N_
 from omniloop.core.ids import new_id
+from omniloop.core.prepared import Prepared
 from omniloop.loyalty.errors import (
     BelowMinimumRedemption,
     InsufficientPoints,
@@ -35,8 +37,8 @@ from omniloop.loyalty.errors import (
     ReasonRequired,
     RedeemShareExceeded,
 )
-from omniloop.loyalty.models import EntryKind, LoyaltyProgram, PointsAccount, PointsEntry
-from omniloop.loyalty.program import get_program
+from omniloop.loyalty.models import EntryKind, PointsAccount, PointsEntry
+from omniloop.loyalty.program import EarningRules, get_program
 from omniloop.tenancy import audit
 from omniloop.tenancy.access import Actor, Permission
 
@@ -55,7 +57,7 @@ class Source:
     reference: str | None = None
 
 
-def expiry_for(program: LoyaltyProgram, earned_at: datetime) -> datetime | None:
+def expiry_for(program: EarningRules, earned_at: datetime) -> datetime | None:
     if program.expiry_months <= 0:
         return None
     return add_months(as_utc(earned_at), program.expiry_months)
@@ -107,16 +109,18 @@ def _write(session: Session, entry: PointsEntry) -> PointsEntry:
     return entry
 
 
-# credit() runs for every order that earns: its statements are built once (building an ORM
-# query or flushing the unit of work costs more than SQLite takes to run them).
+# credit() runs for every order that earns: its statements are prepared once (building an
+# ORM query, flushing the unit of work or even SQLAlchemy's execution of a cached Core
+# statement costs more than SQLite takes to run them).
 _ACCOUNTS = cast(Table, PointsAccount.__table__)
 _ENTRIES = cast(Table, PointsEntry.__table__)
-_ENTRY_WITH_KEY = select(_ENTRIES.c.id).where(
+_ENTRY_COLUMNS = tuple(column.key for column in _ENTRIES.columns)
+_ENTRY_WITH_KEY = Prepared(select(_ENTRIES.c.id).where(
     _ENTRIES.c.tenant_id == bindparam("tenant_id"),
-    _ENTRIES.c.idempotency_key == bindparam("key"))
+    _ENTRIES.c.idempotency_key == bindparam("key")))
 # Locks the account row and moves the balance in one statement (the lock and the move of
 # `_lock_account` + the balance UPDATE below, for a credit, which cannot go below zero).
-_CREDIT_ACCOUNT = (
+_CREDIT_ACCOUNT = Prepared(
     update(_ACCOUNTS)
     .where(_ACCOUNTS.c.tenant_id == bindparam("a_tenant_id"),
            _ACCOUNTS.c.customer_id == bindparam("a_customer_id"))
@@ -124,59 +128,77 @@ _CREDIT_ACCOUNT = (
             lifetime_earned=_ACCOUNTS.c.lifetime_earned + bindparam("a_earned"),
             updated_at=bindparam("a_now"))
     .returning(_ACCOUNTS.c.balance))
-_INSERT_ENTRY = insert(_ENTRIES)
-_NEW_ACCOUNT: dict[str, Insert] = {}  # per dialect
+_INSERT_ENTRY = Prepared(insert(_ENTRIES), columns=_ENTRY_COLUMNS)
 
 
-def _new_account_insert(dialect: str) -> Insert:
+def _new_account_insert(module: ModuleType) -> Prepared:
     """INSERT of a new account that does nothing when it exists (created concurrently)."""
-    statement = _NEW_ACCOUNT.get(dialect)
-    if statement is None:
-        module = postgresql if dialect == "postgresql" else sqlite
-        statement = (module.insert(_ACCOUNTS)
-                     .on_conflict_do_nothing(index_elements=["tenant_id", "customer_id"])
-                     .returning(_ACCOUNTS.c.balance))
-        _NEW_ACCOUNT[dialect] = statement
-    return statement
+    return Prepared(module.insert(_ACCOUNTS)
+                    .on_conflict_do_nothing(index_elements=["tenant_id", "customer_id"])
+                    .returning(_ACCOUNTS.c.balance),
+                    columns=("tenant_id", "customer_id", "balance", "lifetime_earned",
+                             "updated_at"))
+
+
+_NEW_ACCOUNT = {"postgresql": _new_account_insert(postgresql),
+                "sqlite": _new_account_insert(sqlite)}
 
 
 def credit(session: Session, actor: Actor, customer_id: str, points: int, kind: EntryKind,
            key: str, source: Source, *, expires_at: datetime | None) -> PointsEntry:
-    """Add `points` as a new lot that expires at `expires_at`.
+    """Add `points` as a new lot that expires at `expires_at` (`credit_entry`), and answer
+    the entry: the one written, joined to the session as stored, or the key's earlier one."""
+    entry_id, values = credit_entry(session, actor, customer_id, points, kind, key, source,
+                                    expires_at=expires_at)
+    if values is None:
+        existing = find_entry(session, actor.tenant_id, key)
+        assert existing is not None  # the same transaction just read it
+        return existing
+    # The row is exactly these values: it joins the session as stored, unread.
+    entry = stored(PointsEntry, values)
+    session.add(entry)
+    return entry
+
+
+def credit_entry(session: Session, actor: Actor, customer_id: str, points: int,
+                 kind: EntryKind, key: str, source: Source, *, expires_at: datetime | None,
+                 key_checked: bool = False) -> tuple[str, dict[str, Any] | None]:
+    """`credit` without an ORM object, for the hot path (every order that earns): the
+    entry's id, and the values written, or None when the key's entry existed already.
+    `key_checked`: the caller has just read, in this transaction and after flushing, that
+    no entry has the key (in a statement it ran anyway): step 1 is skipped.
 
     The steps of the module docstring in prepared Core statements: the key's look-up, the
     account locked and credited by one conditional UPDATE (or created with the points when
-    it does not exist yet), the entry inserted and then joined to the session as stored.
-    On PostgreSQL all of it runs in a savepoint, so a concurrent retry that loses the race
-    on the key leaves nothing and gets the first entry. SQLite cannot race: its write
-    transaction holds the one write lock from the first statement, so the key's look-up
-    and the INSERT see the same ledger (no savepoint there, as in identify).
+    it does not exist yet), the entry inserted. On PostgreSQL all of it runs in a savepoint,
+    so a concurrent retry that loses the race on the key leaves nothing and gets the first
+    entry. SQLite cannot race: its write transaction holds the one write lock from the first
+    statement, so the key's look-up and the INSERT see the same ledger (no savepoint there,
+    as in identify).
     """
     session.flush()  # the Core statements below must see the caller's pending ORM changes
-    connection = session.connection()
     tenant_id = actor.tenant_id
-    if connection.execute(_ENTRY_WITH_KEY, {"tenant_id": tenant_id, "key": key}
-                          ).first() is not None:
-        existing = find_entry(session, tenant_id, key)
-        assert existing is not None  # the same transaction just read it
-        return existing
-    racing = connection.dialect.name != "sqlite"
+    if not key_checked:
+        found = _ENTRY_WITH_KEY.first(session, {"tenant_id": tenant_id, "key": key})
+        if found is not None:
+            return found[0], None
+    dialect = session.connection().dialect.name
+    racing = dialect != "sqlite"
     try:
         with session.begin_nested() if racing else nullcontext():
             now = utcnow()
             earned = points if kind == EntryKind.earn else 0
-            balance = connection.execute(_CREDIT_ACCOUNT, {
-                "a_tenant_id": tenant_id, "a_customer_id": customer_id, "a_points": points,
-                "a_earned": earned, "a_now": now}).scalar()
+            moved = {"a_tenant_id": tenant_id, "a_customer_id": customer_id,
+                     "a_points": points, "a_earned": earned, "a_now": now}
+            balance = _CREDIT_ACCOUNT.scalar(session, moved)
             if balance is None:
-                balance = connection.execute(
-                    _new_account_insert(connection.dialect.name),
-                    {"tenant_id": tenant_id, "customer_id": customer_id, "balance": points,
-                     "lifetime_earned": earned, "updated_at": now}).scalar()
+                balance = _NEW_ACCOUNT.get(dialect, _NEW_ACCOUNT["sqlite"]).scalar(
+                    session, {"tenant_id": tenant_id, "customer_id": customer_id,
+                              "balance": points, "lifetime_earned": earned, "updated_at": now})
             if balance is None:  # created concurrently meanwhile: credit the one that exists
-                balance = connection.execute(_CREDIT_ACCOUNT, {
-                    "a_tenant_id": tenant_id, "a_customer_id": customer_id,
-                    "a_points": points, "a_earned": earned, "a_now": now}).scalar_one()
+                balance = _CREDIT_ACCOUNT.scalar(session, moved)
+                if balance is None:
+                    raise NoResultFound("no points account to credit")
             values: dict[str, Any] = {
                 "tenant_id": tenant_id, "id": new_id(), "customer_id": customer_id,
                 "kind": kind, "points": points, "balance_after": balance,
@@ -185,18 +207,15 @@ def credit(session: Session, actor: Actor, customer_id: str, points: int, kind: 
                 "actor_label": actor.label, "idempotency_key": key, "remaining": points,
                 "lot_open": True, "expires_at": expires_at, "unrecovered": 0,
                 "created_at": now}
-            connection.execute(_INSERT_ENTRY, values)
+            _INSERT_ENTRY.run(session, values)
     except IntegrityError:
         if not racing:
             raise
-        existing = find_entry(session, tenant_id, key)
-        if existing is None:
+        found = _ENTRY_WITH_KEY.first(session, {"tenant_id": tenant_id, "key": key})
+        if found is None:
             raise
-        return existing
-    # The row is exactly these values: it joins the session as stored, unread.
-    entry = stored(PointsEntry, values)
-    session.add(entry)
-    return entry
+        return found[0], None
+    return values["id"], values
 
 
 def _open_lots(session: Session, tenant_id: str, customer_id: str,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple, Protocol
 
 from omniloop.campaigns.service import get_campaign
 from omniloop.core.clock import utcnow
@@ -32,13 +33,55 @@ def default_program(tenant_id: str) -> LoyaltyProgram:
     return unsaved(LoyaltyProgram, tenant_id=tenant_id)
 
 
+class EarningRules(Protocol):
+    """What the arithmetic of earning reads of a program: a `LoyaltyProgram`, or the
+    `EarnTerms` that every order reads with one Core statement (an ORM object per order
+    costs more than the statement)."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def earn_unit_minor(self) -> int: ...
+    @property
+    def earn_points(self) -> int: ...
+    @property
+    def rounding(self) -> Rounding: ...
+    @property
+    def expiry_months(self) -> int: ...
+    @property
+    def tiers(self) -> list[dict[str, Any]]: ...
+
+
+class EarnTerms(NamedTuple):
+    """The program's settings that earning reads, as plain values (see `EarningRules`)."""
+
+    enabled: bool
+    earn_unit_minor: int
+    earn_points: int
+    rounding: Rounding
+    expiry_months: int
+    tiers: list[dict[str, Any]]
+
+
+EARN_TERMS_FIELDS = EarnTerms._fields
+
+
+@cache
+def default_terms() -> EarnTerms:
+    """The earning settings of a brand that never saved its own: the columns' defaults, as
+    `default_program` has them, made once (they are constants; read them, never change
+    their tiers)."""
+    program = default_program("")
+    return EarnTerms(*(getattr(program, name) for name in EARN_TERMS_FIELDS))
+
+
 def stored_program(session: Session, tenant_id: str) -> LoyaltyProgram:
     """The settings row itself, written with the defaults if missing: for code that changes
     the settings (a GET reads `get_program`)."""
     return get_or_insert(session, LoyaltyProgram, tenant_id=tenant_id)
 
 
-def tier_multiplier_bp(program: LoyaltyProgram, tier_code: str | None) -> int:
+def tier_multiplier_bp(program: EarningRules, tier_code: str | None) -> int:
     tiers: list[dict[str, Any]] = program.tiers or []
     for tier in tiers:
         if tier.get("code") == tier_code:
@@ -46,7 +89,7 @@ def tier_multiplier_bp(program: LoyaltyProgram, tier_code: str | None) -> int:
     return 10000
 
 
-def points_for(program: LoyaltyProgram, amount_minor: int, multiplier_bp: int = 10000) -> int:
+def points_for(program: EarningRules, amount_minor: int, multiplier_bp: int = 10000) -> int:
     """Points earned on `amount_minor`: whole units by the rounding rule, then the tier
     multiplier, rounded down (a multiplier never rounds a point into existence)."""
     if amount_minor <= 0 or program.earn_points <= 0:

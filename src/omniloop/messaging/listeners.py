@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, or_, select
 
 from omniloop.core.db import Session
+from omniloop.core.prepared import Prepared
 from omniloop.messaging import journeys, webhooks
 from omniloop.messaging.models import Journey
 from omniloop.orders.models import Order, Refund
@@ -16,15 +17,20 @@ if TYPE_CHECKING:
     from omniloop.loops.models import Feedback
 
 
-# Built once: every order of a known customer asks it.
-_PURCHASE_TRIGGERS = select(Journey.trigger).where(
+# Prepared once: every order of a known customer asks it. The triggers are spelled out
+# (`in_` would make an expanding parameter, which `Prepared` refuses).
+_PURCHASE_TRIGGERS = Prepared(select(Journey.trigger).where(
     Journey.tenant_id == bindparam("tenant_id"), Journey.active.is_(True),
-    Journey.trigger.in_(("purchase", "first_purchase")))
+    or_(Journey.trigger == "purchase", Journey.trigger == "first_purchase")))
 
 
 def announce_order(session: Session, actor: Actor, order: Order) -> None:
-    """`order.recorded` to subscribed endpoints, in the order's own transaction."""
-    webhooks.emit(session, actor, "order.recorded", order.id, {
+    """`order.recorded` to subscribed endpoints, in the order's own transaction (its data
+    built only when some endpoint subscribed: every order comes here)."""
+    endpoint_ids = webhooks.subscribed(session, actor.tenant_id, "order.recorded")
+    if not endpoint_ids:
+        return
+    webhooks.emit_to(session, actor, endpoint_ids, "order.recorded", order.id, {
         "id": order.id, "external_id": order.external_id, "source": order.source,
         "channel": order.channel.value, "store_id": order.store_id,
         "customer_id": order.customer_id, "currency": order.currency,
@@ -40,8 +46,8 @@ def enter_purchase_journeys(session: Session, actor: Actor, order: Order) -> Non
 
     # One cheap look first: most brands have no purchase journey, and orders are a hot path
     # (imports, the demo, POS traffic).
-    triggers = set(session.connection().execute(
-        _PURCHASE_TRIGGERS, {"tenant_id": actor.tenant_id}).scalars())
+    triggers = {trigger for (trigger,) in _PURCHASE_TRIGGERS.rows(
+        session, {"tenant_id": actor.tenant_id})}
     if not triggers:
         return
     survivor = survivor_ids(session, actor.tenant_id, [order.customer_id])[order.customer_id]
