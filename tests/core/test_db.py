@@ -115,3 +115,18 @@ def test_the_checkpointer_never_creates_a_removed_database(tmp_path: Path) -> No
     checkpointer.stop()
     assert not (tmp_path / "gone.db").exists()
     assert checkpointer.checkpoints == 0
+
+
+def test_stored_works_before_any_orm_use() -> None:
+    # A fresh server whose first request writes only through Core (an order, a redemption)
+    # reaches `stored` before anything has configured the mappers.
+    import subprocess
+    import sys
+
+    script = ("import omniloop.models\n"
+              "from omniloop.core.db import stored\n"
+              "from omniloop.tenancy.models import Tenant\n"
+              "print(stored(Tenant, {'id': 't1', 'slug': 's', 'name': 'n'}).slug)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert done.stdout.strip() == "s", done.stderr

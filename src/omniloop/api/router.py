@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from omniloop.api.fastlane import Lane
 from omniloop.campaigns import code_routes, pos_routes
 from omniloop.campaigns import routes as campaigns_routes
+from omniloop.campaigns.schemas import PosCheckIn, RedeemIn
 from omniloop.catalog.routes import router as catalog_router
 from omniloop.customers import event_routes
 from omniloop.customers import routes as customers_routes
@@ -41,4 +42,7 @@ API_ROUTERS: tuple[APIRouter, ...] = (
 API_LANES: dict[tuple[str, str], Lane] = {
     ("POST", f"{API_PREFIX}/orders"): Lane(orders_routes.ingest_order, OrderIn),
     ("POST", f"{API_PREFIX}/customers/identify"): Lane(customers_routes.identify, IdentifyIn),
+    ("POST", f"{API_PREFIX}/pos/validate"): Lane(pos_routes.validate, PosCheckIn),
+    ("POST", f"{API_PREFIX}/pos/redeem"): Lane(pos_routes.redeem_coupon, RedeemIn,
+                                               {"idempotency_key": b"idempotency-key"}),
 }

@@ -8,36 +8,62 @@ room for one.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from omniloop.campaigns.models import Campaign, CampaignParticipant
+from omniloop.campaigns.models import CampaignParticipant
 from omniloop.core.db import Session
+from omniloop.core.prepared import Prepared
 
 Counter = Literal["claims", "redemptions"]
 
 
-def take_participant_slot(session: Session, campaign: Campaign, customer_id: str,
-                          counter: Counter, limit: int) -> bool:
-    """Count one claim or redemption for this customer unless it would pass `limit`."""
+class CampaignKey(Protocol):
+    """A campaign, or a row of it that has its key (the POS reads campaigns as rows)."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+
+
+def _take_slot(insert: Any, counter: Counter) -> Prepared:
     table: Table = CampaignParticipant.__table__  # type: ignore[assignment]
-    dialect = session.get_bind().dialect.name
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    values = {"tenant_id": campaign.tenant_id, "campaign_id": campaign.id,
-              "customer_id": customer_id, "claims": 0, "redemptions": 0}
-    values[counter] = 1
     column = table.c[counter]
-    statement = insert(table).values(**values).on_conflict_do_update(
+    statement = insert(table).values(
+        tenant_id=bindparam("p_tenant_id"), campaign_id=bindparam("p_campaign_id"),
+        customer_id=bindparam("p_customer_id"), claims=bindparam("p_claims"),
+        redemptions=bindparam("p_redemptions"),
+    ).on_conflict_do_update(
         index_elements=["tenant_id", "campaign_id", "customer_id"],
         set_={counter: column + 1},
-        where=column < limit).returning(column)
+        where=column < bindparam("p_limit")).returning(column)
+    return Prepared(statement)
+
+
+# Built once per dialect and counter: the upsert is each dialect's own construct, and
+# building it costs more than running it (a redemption by a known member runs it while it
+# holds SQLite's write lock).
+_TAKE_SLOT: dict[tuple[str, Counter], Prepared] = {
+    (name, counter): _take_slot(insert, counter)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    for counter in ("claims", "redemptions")}
+
+
+def take_participant_slot(session: Session, campaign: CampaignKey, customer_id: str,
+                          counter: Counter, limit: int) -> bool:
+    """Count one claim or redemption for this customer unless it would pass `limit`."""
+    dialect = session.get_bind().dialect.name
     # RETURNING, not the row count: psycopg reports -1 for an upsert's rows.
-    return session.execute(statement).first() is not None
+    return _TAKE_SLOT[dialect, counter].first(session, {
+        "p_tenant_id": campaign.tenant_id, "p_campaign_id": campaign.id,
+        "p_customer_id": customer_id, "p_claims": int(counter == "claims"),
+        "p_redemptions": int(counter == "redemptions"), "p_limit": limit}) is not None
 
 
-def release_participant_slot(session: Session, campaign: Campaign, customer_id: str,
+def release_participant_slot(session: Session, campaign: CampaignKey, customer_id: str,
                              counter: Counter) -> None:
     """Give a slot back (a voided redemption)."""
     column = getattr(CampaignParticipant, counter)

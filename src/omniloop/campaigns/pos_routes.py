@@ -8,7 +8,9 @@ run their whole unit of work in one trip to the threadpool (`deps.in_unit_of_wor
 route with `SessionDep` makes three: the session's start, the route, the session's end),
 committed before the answer is sent. Validation, which changes nothing, runs in a read
 transaction although it is a POST, so on SQLite it neither waits for nor holds the write
-lock.
+lock. Both take (body, actor, request) and answer a ready `Response`, so the API's fast lane
+(`api.fastlane`) can call them without FastAPI's request machinery; a redemption's answer is
+serialised after its unit of work, outside SQLite's write lock.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
+from pydantic import BaseModel
 
 from omniloop.api.deps import ApiActor, SessionDep, client_ip, in_unit_of_work
 from omniloop.campaigns.errors import CouponNotFound, CouponRefused
 from omniloop.campaigns.guessing import guarded_lookup
-from omniloop.campaigns.redemption import evaluate, redeem, void_redemption
+from omniloop.campaigns.redemption import RedeemResult, evaluate, redeem, void_redemption
 from omniloop.campaigns.rules import describe_value
 from omniloop.campaigns.schemas import (
     CampaignBrief,
@@ -47,8 +50,15 @@ _REFUSALS = (CouponRefused, CouponNotFound, TokenInvalid, TokenWrongTenant, Toke
              TokenWrongKind)
 
 
+def _json(answer: BaseModel, status_code: int = status.HTTP_200_OK,
+          headers: dict[str, str] | None = None) -> Response:
+    """The answer as FastAPI would send it for the route's `response_model`."""
+    return Response(answer.model_dump_json().encode(), status_code=status_code,
+                    headers=headers, media_type="application/json")
+
+
 @router.post("/validate", summary="Check a coupon", response_model=ValidationOut)
-async def validate(body: PosCheckIn, request: Request, actor: ApiActor) -> ValidationOut:
+async def validate(body: PosCheckIn, actor: ApiActor, request: Request) -> Response:
     """Whether the code or QR token applies to this basket at this store, and its discount;
     or, with `valid: false`, the exact reason (`reason.code` is stable, `reason.message` is
     for the cashier in the request's language). Nothing is changed.
@@ -62,7 +72,7 @@ async def validate(body: PosCheckIn, request: Request, actor: ApiActor) -> Valid
         with get_database().unit_of_work(write=False) as session:
             return _validation(session, actor, body, ip)
 
-    return await in_thread(work)
+    return _json(await in_thread(work))
 
 
 def _validation(session: Session, actor: Actor, body: PosCheckIn,
@@ -97,12 +107,12 @@ def _reason(error: OmniloopError) -> ReasonOut:
              status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "A retry: the first result, unchanged."}})
 async def redeem_coupon(
-    body: RedeemIn, request: Request, response: Response, actor: ApiActor,
+    body: RedeemIn, actor: ApiActor, request: Request,
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", description="Unique per redemption attempt (1–100 "
                                              "characters). A retry with the same key and "
                                              "body returns the first result.")] = None,
-) -> RedemptionOut:
+) -> Response:
     """Use the coupon: exactly once, however many retries or concurrent scans.
 
     The same checks as /pos/validate; a refusal answers 409 with its stable code
@@ -111,16 +121,17 @@ async def redeem_coupon(
     """
     ip = client_ip(request)
 
-    def work(session: Session) -> tuple[RedemptionOut, bool]:
+    def work(session: Session) -> RedeemResult:
         with guarded_lookup(actor, ip):
-            result = redeem(session, actor, body, idempotency_key)
-        return RedemptionOut.of(result.redemption), result.replayed
+            return redeem(session, actor, body, idempotency_key)
 
-    out, replayed = await in_unit_of_work(request, work)
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-        response.headers["Idempotent-Replayed"] = "true"
-    return out
+    # The redemption comes back with every column loaded (a new one is made from the row it
+    # wrote; a replay's was read), so it is serialised after the unit of work.
+    result = await in_unit_of_work(request, work)
+    out = RedemptionOut.of(result.redemption)
+    if result.replayed:
+        return _json(out, headers={"Idempotent-Replayed": "true"})
+    return _json(out, status.HTTP_201_CREATED)
 
 
 @router.post("/redemptions/{redemption_id}/void", summary="Void a redemption",

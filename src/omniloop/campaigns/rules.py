@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement
 
@@ -39,7 +40,49 @@ STATUS_LABELS: dict[CampaignStatus, str] = {
 }
 
 
-def current_status(campaign: Campaign, now: datetime) -> CampaignStatus:
+class Terms(Protocol):
+    """What the rules read of a campaign: a `Campaign`, or the POS's plain row of these
+    columns (`redemption.CampaignRow`), which a till's check reads without the ORM."""
+
+    @property
+    def kind(self) -> CampaignKind: ...
+    @property
+    def status(self) -> CampaignStatus: ...
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def ends_at(self) -> datetime | None: ...
+    @property
+    def value_minor(self) -> int | None: ...
+    @property
+    def percent_off(self) -> int | None: ...
+    @property
+    def max_discount_minor(self) -> int | None: ...
+    @property
+    def free_sku(self) -> str | None: ...
+    @property
+    def gift_name(self) -> str | None: ...
+    @property
+    def coupon_valid_days(self) -> int | None: ...
+    @property
+    def coupon_valid_from(self) -> datetime | None: ...
+    @property
+    def coupon_valid_until(self) -> datetime | None: ...
+    @property
+    def min_spend_minor(self) -> int: ...
+    @property
+    def skus(self) -> list[str]: ...
+    @property
+    def categories(self) -> list[str]: ...
+    @property
+    def weekdays(self) -> list[int]: ...
+    @property
+    def hours_start(self) -> str | None: ...
+    @property
+    def hours_end(self) -> str | None: ...
+
+
+def current_status(campaign: Terms, now: datetime) -> CampaignStatus:
     """The status a person sees: a launched campaign is scheduled before its start and ended
     after its end, without a job having to flip it."""
     if campaign.status not in (CampaignStatus.scheduled, CampaignStatus.active):
@@ -70,7 +113,7 @@ def local_text(value: datetime, timezone: str) -> str:
     return to_local(value, timezone).strftime("%Y-%m-%d %H:%M")
 
 
-def require_running(campaign: Campaign, now: datetime, timezone: str) -> None:
+def require_running(campaign: Terms, now: datetime, timezone: str) -> None:
     status = current_status(campaign, now)
     if status == CampaignStatus.active:
         return
@@ -87,7 +130,7 @@ class Validity:
     valid_until: datetime | None
 
 
-def coupon_validity(campaign: Campaign, claimed_at: datetime) -> Validity:
+def coupon_validity(campaign: Terms, claimed_at: datetime) -> Validity:
     """When a coupon claimed at `claimed_at` may be used.
 
     N days after claim wins over fixed dates; without either the campaign's window applies.
@@ -117,7 +160,7 @@ def _parse_hhmm(value: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def schedule_text(campaign: Campaign) -> str:
+def schedule_text(campaign: Terms) -> str:
     """"Mon, Tue 14:00–17:00": the allowed days and hours, for the refusal message."""
     parts = []
     if campaign.weekdays:
@@ -127,7 +170,7 @@ def schedule_text(campaign: Campaign) -> str:
     return " ".join(parts)
 
 
-def require_schedule(campaign: Campaign, now: datetime, timezone: str) -> None:
+def require_schedule(campaign: Terms, now: datetime, timezone: str) -> None:
     """Weekdays and hours are the brand's local ones; an end before the start spans midnight
     (22:00–02:00)."""
     if not campaign.weekdays and not (campaign.hours_start and campaign.hours_end):
@@ -171,7 +214,7 @@ class Basket:
     lines: tuple[BasketLine, ...] = ()
 
 
-def eligible_amount(campaign: Campaign, basket: Basket) -> int:
+def eligible_amount(campaign: Terms, basket: Basket) -> int:
     """What the coupon applies to: the whole basket, or only its qualifying lines."""
     if not campaign.skus and not campaign.categories:
         return basket.total_minor
@@ -189,7 +232,7 @@ def money(amount_minor: int, currency: str) -> str:
     return format_money(amount_minor, currency, current_locale.get())
 
 
-def discount_for(campaign: Campaign, basket: Basket, currency: str) -> int:
+def discount_for(campaign: Terms, basket: Basket, currency: str) -> int:
     """The discount in minor units, or the refusal that says why there is none.
 
     Percentages round half up to the currency's minor unit and stop at the cap; no discount
@@ -220,7 +263,7 @@ def discount_for(campaign: Campaign, basket: Basket, currency: str) -> int:
     return min(campaign.value_minor or 0, base)
 
 
-def describe_value(campaign: Campaign, currency: str) -> str:
+def describe_value(campaign: Terms, currency: str) -> str:
     """"NT$100 off", "15% off (up to NT$200)", "Free CF-LATTE": the offer in a few words."""
     if campaign.kind == CampaignKind.amount_off:
         return gettext("{amount} off").format(amount=money(campaign.value_minor or 0, currency))

@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
+    configure_mappers,
     make_transient_to_detached,
     mapped_column,
     sessionmaker,
@@ -122,12 +123,20 @@ def get_or_insert(session: Session, cls: type[M], **key: Any) -> M:
     return row
 
 
+@lru_cache(maxsize=1)
+def _mappers_ready() -> None:
+    # Any ORM query or object configures the mappers first; a process whose first request
+    # writes only through Core (an order, a redemption) reaches `stored` before either.
+    configure_mappers()
+
+
 def stored(cls: type[M], values: Mapping[str, Any]) -> M:
     """The ORM object of a row just written with a Core statement, holding exactly `values`
     as if loaded from the database (detached: `session.add` makes it persistent, with
     nothing to flush). Hot paths that write with Core use it instead of `cls(**values)`,
     whose attribute events cost about four times as much and are then discarded anyway.
     `values` must hold every column, as written."""
+    _mappers_ready()
     instance: M = manager_of_class(cls).new_instance()
     instance.__dict__.update(values)
     make_transient_to_detached(instance)
