@@ -37,16 +37,21 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-async def in_unit_of_work(request: Request, work: Callable[[Session], T]) -> T:
+async def in_unit_of_work(request: Request, work: Callable[[Session], T], *,
+                          write: bool | None = None) -> T:
     """`work(session)` in the request's unit of work, as `SessionDep` gives it (a write
     transaction unless the method only reads), committed before this returns: for async
     routes, in one trip to a worker thread — on SQLite, writes to the database's writer
-    thread (`core.writer`), which commits those that queue together at once. Errors roll
-    the work back and propagate."""
-    write = request.method not in READ_METHODS
+    thread (`core.writer`), which commits those that queue together at once, and reads to
+    its reader thread. `write=False` for a POST that only reads. Errors roll the work back
+    and propagate."""
+    if write is None:
+        write = request.method not in READ_METHODS
     database = get_database()
     if write and database.writer is not None:
         return await database.writer.run(work)
+    if not write and database.reader is not None:
+        return await database.reader.run(work)
 
     def run() -> T:
         with database.unit_of_work(write=write) as session:

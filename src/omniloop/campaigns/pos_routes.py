@@ -34,10 +34,9 @@ from omniloop.campaigns.schemas import (
     ValidationOut,
     VoidIn,
 )
-from omniloop.core.db import Session, get_database
+from omniloop.core.db import Session
 from omniloop.core.errors import OmniloopError
 from omniloop.core.schemas import ResponseModel
-from omniloop.core.threads import in_thread
 from omniloop.core.tokens import TokenExpired, TokenInvalid, TokenWrongKind, TokenWrongTenant
 from omniloop.core.tokens import public_key_info as tenant_public_key
 from omniloop.tenancy.access import Actor
@@ -66,13 +65,9 @@ async def validate(body: PosCheckIn, actor: ApiActor, request: Request) -> Respo
     Needs the `pos` scope. A store the key is not bound to answers 404 `store_not_found`.
     """
     ip = client_ip(request)
-
-    def work() -> ValidationOut:
-        # A read transaction although the method is POST: validation changes nothing.
-        with get_database().unit_of_work(write=False) as session:
-            return _validation(session, actor, body, ip)
-
-    return _json(await in_thread(work))
+    # A read transaction although the method is POST: validation changes nothing.
+    return _json(await in_unit_of_work(
+        request, lambda session: _validation(session, actor, body, ip), write=False))
 
 
 def _validation(session: Session, actor: Actor, body: PosCheckIn,

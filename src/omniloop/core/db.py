@@ -50,7 +50,7 @@ from omniloop.core.ids import new_id
 from omniloop.core.settings import get_settings
 
 if TYPE_CHECKING:
-    from omniloop.core.writer import Writer
+    from omniloop.core.writer import Reader, Writer
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -241,8 +241,11 @@ def make_engine(url: str, *, for_writes: bool = True) -> Engine:
 
 # How often a SQLite database's WAL is copied back into its file by a thread of its own
 # (`WalCheckpointer`), so that the commit crossing SQLITE_WAL_AUTOCHECKPOINT pages rarely has
-# to do it while the write connection, and every writer queued behind it, waits.
-CHECKPOINT_SECONDS = 1.0
+# to do it while the write connection, and every writer queued behind it, waits. Often, so
+# that each checkpoint is small: at 1,700 redemptions/s, a checkpoint a second doubled the
+# writer's CPU for the batch beside it, once a second (redemption p99 45–77 ms); every
+# 100 ms, 29 ms (docs/benchmarks.md). On an idle database a checkpoint has nothing to do.
+CHECKPOINT_SECONDS = 0.1
 
 log = logging.getLogger("omniloop.db")
 
@@ -363,12 +366,15 @@ class Database:
         self.read_sessionmaker = sessionmaker(self.read_engine, expire_on_commit=False)
         path = sqlite_file(url)
         self.checkpointer = WalCheckpointer(str(Path(path).resolve())) if path else None
-        # SQLite's busiest writes share transactions in one thread (core.writer).
+        # SQLite's busiest writes share transactions in one thread, its busiest reads queue
+        # for another (core.writer).
         self.writer: Writer | None = None
+        self.reader: Reader | None = None
         if url.startswith("sqlite"):
-            from omniloop.core.writer import Writer
+            from omniloop.core.writer import Reader, Writer
 
             self.writer = Writer(self.engine, self.sessionmaker)
+            self.reader = Reader(self.read_engine, self.read_sessionmaker)
         if self.checkpointer is not None:
             checkpointer = self.checkpointer
             event.listen(self.engine, "connect", lambda *_: checkpointer.start())
@@ -388,6 +394,8 @@ class Database:
     def dispose(self) -> None:
         if self.writer is not None:
             self.writer.stop()
+        if self.reader is not None:
+            self.reader.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()
