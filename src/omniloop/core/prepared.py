@@ -43,6 +43,17 @@ class _Plan:
     result_types: tuple[Any, ...]  # the result columns' types, processors found at first use
     results: tuple[tuple[int, _Processor], ...] | None = None  # columns needing processing
 
+    def __post_init__(self) -> None:
+        # What `_parameters` runs per call, worked out once: the values by key (or their
+        # defaults), then only the parameters that need more (a processor, a value made per
+        # call, a check that it was given).
+        self.defaults = tuple((key, default) for key, _name, default, _p in self.binds)
+        self.names = tuple(name for _key, name, _d, _p in self.binds)
+        self.processed = tuple(
+            (index, processor) for index, (_key, _name, default, processor)
+            in enumerate(self.binds)
+            if processor is not None or default is _MISSING or isinstance(default, _Generated))
+
 
 class _Generated:
     """A column's Python-side default or onupdate (an id, the time), made per call."""
@@ -135,18 +146,18 @@ class Prepared:
                                         getattr(self.statement, "exported_columns", ())))
 
     def _parameters(self, plan: _Plan, params: Mapping[str, Any]) -> Any:
-        values: list[Any] = []
-        for key, _name, default, processor in plan.binds:
-            value = params.get(key, default)
+        get = params.get
+        values = [get(key, default) for key, default in plan.defaults]
+        for index, processor in plan.processed:
+            value = values[index]
             if value is _MISSING:
-                raise KeyError(f"{key}: a value is required")
+                raise KeyError(f"{plan.binds[index][0]}: a value is required")
             if isinstance(value, _Generated):
                 value = value.make()
-            values.append(processor(value) if processor is not None else value)
+            values[index] = processor(value) if processor is not None else value
         if plan.positional:
             return values
-        return {name: value for (_key, name, _d, _p), value in zip(plan.binds, values,
-                                                                  strict=True)}
+        return dict(zip(plan.names, values, strict=True))
 
     def _execute(self, session: Session, params: Sequence[Mapping[str, Any]],
                  many: bool = False) -> tuple[Any, tuple[tuple[int, _Processor], ...] | None]:

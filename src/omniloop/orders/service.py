@@ -362,7 +362,7 @@ def _insert(session: Session, actor: Actor, data: OrderIn, priced: Priced,
             channel: OrderChannel, store_id: str | None, paid_at: datetime, digest: str,
             currency: str) -> Order:
     """Write the order, its lines and its `purchase` event; return the order as an ORM
-    object of the session, as stored (lines loaded, no refunds)."""
+    object as stored (detached; lines loaded, no refunds)."""
     customer_id = _customer_id(session, actor, data)
     names = _fill_from_catalogue(session, actor, priced.lines)
     session.flush()  # identify may have left ORM changes (a merge): write them first
@@ -395,11 +395,11 @@ def _insert(session: Session, actor: Actor, data: OrderIn, priced: Priced,
                        "total_minor": priced.total_minor, "currency": currency,
                        "items": sum(line.quantity for line in priced.lines)},
         "occurred_at": paid_at, "received_at": utcnow()})
-    # The rows are exactly these values: they join the session as stored, unread.
+    # The rows are exactly these values: the objects are made as if read back, without reading
+    # them, and left out of the session (adding them cost ~35 µs of the write lock's time,
+    # for nothing to flush); a later query of the session reads the rows from the tables.
     order = stored(Order, values)
-    session.add(order)
     stored_lines = [stored(OrderLine, line_values) for line_values in lines]
-    session.add_all(stored_lines)
     set_committed_value(order, "lines", stored_lines)
     set_committed_value(order, "refunds", [])
     return order
