@@ -59,6 +59,9 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=_operation_id,
+        # FastAPI's built-in OpenTelemetry looks up the global providers on every request;
+        # omniloop configures none, so it is off rather than asked each time.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.add_middleware(

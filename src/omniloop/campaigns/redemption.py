@@ -496,7 +496,7 @@ def _apply(session: Session, actor: Actor, data: RedeemIn, evaluation: Evaluatio
     # reading it, and left out of the session (adding it, and its removal when the session
     # closes, cost ~8 µs of the write lock's time, for nothing to flush); a later query of
     # the session reads the row from the table.
-    return stored(Redemption, values)
+    return stored(Redemption, values, to_add=False)
 
 
 @contextmanager

@@ -362,7 +362,7 @@ def _insert(session: Session, actor: Actor, data: OrderIn, priced: Priced,
             channel: OrderChannel, store_id: str | None, paid_at: datetime, digest: str,
             currency: str) -> Order:
     """Write the order, its lines and its `purchase` event; return the order as an ORM
-    object as stored (detached; lines loaded, no refunds)."""
+    object as stored, to be read only (lines loaded, no refunds; in no session)."""
     customer_id = _customer_id(session, actor, data)
     names = _fill_from_catalogue(session, actor, priced.lines)
     session.flush()  # identify may have left ORM changes (a merge): write them first
@@ -398,8 +398,8 @@ def _insert(session: Session, actor: Actor, data: OrderIn, priced: Priced,
     # The rows are exactly these values: the objects are made as if read back, without reading
     # them, and left out of the session (adding them cost ~35 µs of the write lock's time,
     # for nothing to flush); a later query of the session reads the rows from the tables.
-    order = stored(Order, values)
-    stored_lines = [stored(OrderLine, line_values) for line_values in lines]
+    order = stored(Order, values, to_add=False)
+    stored_lines = [stored(OrderLine, line_values, to_add=False) for line_values in lines]
     set_committed_value(order, "lines", stored_lines)
     set_committed_value(order, "refunds", [])
     return order
