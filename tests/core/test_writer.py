@@ -98,15 +98,30 @@ def test_a_lone_unit_of_work_that_fails_leaves_nothing(db: Database) -> None:
     assert _committed(db) == [8]
 
 
-def test_each_unit_of_work_has_a_session_of_its_own(db: Database) -> None:
+def test_each_unit_of_work_starts_with_an_empty_session(db: Database) -> None:
+    from omniloop.tenancy.models import Tenant
+
     seen: list[int] = []
 
-    def remember(session: Session) -> None:
-        seen.append(id(session))
-        assert len(session.identity_map) == 0
+    def load(session: Session) -> None:
+        seen.append(len(session.identity_map))
+        session.add(Tenant(id=f"T{len(seen)}", slug=f"t{len(seen)}", name="x"))
+        session.flush()
 
-    asyncio.run(_queued_behind_a_gate(db, [remember, remember, remember]))
-    assert len(set(seen)) == 3
+    def fail(session: Session) -> None:
+        seen.append(len(session.identity_map))
+        session.add(Tenant(id="T1", slug="dup", name="x"))  # the first one's id: refused
+        session.flush()
+
+    with db.engine.begin() as connection:
+        Tenant.__table__.create(connection)  # type: ignore[attr-defined]
+    results = asyncio.run(_queued_behind_a_gate(db, [load, fail, load, load]))
+    # The failed flush rolled the transaction back: the first ran again, after it.
+    assert results == [None, results[1], None, None]
+    assert "UNIQUE" in str(results[1])
+    assert set(seen) == {0}  # nothing of an earlier unit of work, failed or not
+    with db.unit_of_work(write=False) as session:
+        assert session.scalar(text("SELECT count(*) FROM tenants")) == 3
 
 
 def test_success_is_answered_and_hooks_run_only_after_the_commit(db: Database) -> None:
@@ -154,14 +169,16 @@ def test_a_failed_commit_fails_every_unit_of_work_of_the_batch(db: Database) -> 
     assert asyncio.run(_writer(db).run(_insert(2))) == 2  # and the writer goes on
 
 
-def test_a_unit_of_work_that_rolls_back_fails_its_batch_loudly(db: Database) -> None:
+def test_a_unit_of_work_that_rolls_back_everything_fails_alone(db: Database) -> None:
     def rolls_back(session: Session) -> None:
         session.execute(text("INSERT INTO t (x) VALUES (3)"))
-        session.rollback()  # not for units of work here: it would drop the others' writes
+        session.rollback()  # not for units of work: the others run again
 
     results = asyncio.run(_queued_behind_a_gate(db, [_insert(1), rolls_back, _insert(2)]))
-    assert all(isinstance(result, RuntimeError) for result in results)
-    assert _committed(db) == []
+    assert results[0] == 1
+    assert isinstance(results[1], RuntimeError)
+    assert results[2] == 2
+    assert _committed(db) == [1, 2]
 
 
 def test_stop_finishes_the_queue_and_a_later_call_starts_again(db: Database) -> None:

@@ -8,18 +8,22 @@ order for one thread that holds the connection and runs whatever has queued mean
 transaction, each unit of work in a savepoint of its own and a session of its own (group
 commit, as server databases do it).
 
-What a caller sees does not change: its `work(session)` runs in a session that it alone
-uses; an error rolls back its own writes and nothing else and reaches the caller; the
-answer is given only after the transaction holding its writes has committed, so it is as
-durable as before. What runs after a commit (waking the message worker, forgetting a key)
-is registered with `core.db.after_commit` and runs after the real commit, not after the
-savepoint's release. A unit of work that waited while the batch ahead of it ran is the
-only latency added, and under load that wait replaces a longer one for the lock.
+What a caller sees does not change: its `work(session)` runs in a session that holds
+nothing of anyone else's; an error rolls back its own writes and nothing else and reaches
+the caller; the answer is given only after the transaction holding its writes has
+committed, so it is as durable as before. A unit of work may run more than once before it
+is answered (when another one's failed ORM flush rolls back the whole transaction, the
+others run again): it must act through the database only — the outbox, not a message
+sent — as every unit of work that commits at the edge does. What runs after a commit
+(waking the message worker, forgetting a key) is registered with `core.db.after_commit` and
+runs after the real commit, not after the savepoint's release. A unit of work that waited
+while the batch ahead of it ran is the only latency added, and under load that wait replaces
+a longer one for the lock.
 
 The busiest reads (a till's coupon validation) queue likewise for a `Reader`, which runs
 them in one read transaction: a thread of its own in turn, instead of 32 threads taking
 turns at the GIL, keeps their answers in the order they came (the validation's p99 fell
-from 32 to … ms; docs/benchmarks.md).
+from 32 to 11–15 ms at 32 tills; docs/benchmarks.md).
 
 Used for SQLite only (`Database.writer`, `Database.reader`): PostgreSQL has row locks and
 many writers, so its units of work keep a transaction each in the threadpool.
@@ -109,28 +113,38 @@ class Writer:
                 if not self._queue:
                     return
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+            again: list[_Work[Any]] = []
             try:
-                self._run_batch(batch)
+                again = self._run_batch(batch)
             except BaseException as exc:  # noqa: BLE001 - the connection or the commit failed
                 for item in batch:
                     if item.ok or not item.done:
                         item.ok, item.done, item.outcome = False, True, exc
             self.batches += 1
-            self._answer(batch)
+            if again:
+                with self._ready:
+                    self._queue.extendleft(reversed(again))
+            self._answer([item for item in batch if item.done])
 
-    def _run_batch(self, batch: list[_Work[Any]]) -> None:
-        # Each unit of work's session joins the batch's transaction without owning it
-        # ("rollback_only": its commit is not the transaction's); its writes are fenced by a
-        # savepoint issued on the driver's cursor (SQLAlchemy's own savepoints cost ~100 µs
-        # a unit of work in Python, most of a usual identify). One unit of work alone needs
-        # no savepoint: its error rolls back the transaction.
+    def _run_batch(self, batch: list[_Work[Any]]) -> list[_Work[Any]]:
+        """Run `batch`; the units of work to run again in another batch (see below)."""
+        # The units of work share a session that joins the batch's transaction without owning
+        # it ("rollback_only": nothing it does commits the transaction), emptied between them
+        # (a session of one's own, for ~40 µs less than making one each); after an error,
+        # whose session may be half-flushed, the next gets a new one. Each unit of work's
+        # writes are fenced by a savepoint issued on the driver's cursor (SQLAlchemy's own
+        # savepoints cost ~100 µs a unit of work in Python, most of a usual identify). One
+        # unit of work alone needs no savepoint: its error rolls back the transaction.
         alone = len(batch) == 1
         with self.engine.connect() as connection:
             transaction = connection.begin()
             cursor = connection.connection.cursor()
-            for item in batch:
-                session = self._sessionmaker(bind=connection, join_transaction_mode="rollback_only",
-                                             info={BATCHED: True})
+            session: Session | None = None
+            for index, item in enumerate(batch):
+                if session is None:
+                    session = self._sessionmaker(bind=connection,
+                                                 join_transaction_mode="rollback_only",
+                                                 info={BATCHED: True})
                 if not alone:
                     cursor.execute("SAVEPOINT omniloop_unit")
                 try:
@@ -138,23 +152,37 @@ class Writer:
                     session.flush()  # what its commit would have written
                     item.after = take_after_commit(session)
                     item.ok = True
+                    session.expunge_all()
                 except BaseException as exc:  # noqa: BLE001 - it is the caller's answer
                     item.ok, item.outcome = False, exc
+                    session.close()  # its objects go; the transaction stays
+                    session = None
                 finally:
                     item.done = True
-                    session.close()  # its objects go; the transaction stays
                 if not transaction.is_active:
-                    # It called session.rollback(): the batch's writes are gone with it.
-                    raise RuntimeError("a unit of work rolled back the writer's transaction")
+                    # A failed ORM flush (or a session.rollback()) rolled back the whole
+                    # transaction, the others' writes with it. This unit of work has its
+                    # answer; the others, not yet answered, run again in the next batch.
+                    if item.ok:
+                        item.ok, item.outcome = False, RuntimeError(
+                            "a unit of work rolled back the writer's transaction")
+                    if session is not None:
+                        session.close()
+                    again = batch[:index] + batch[index + 1:]
+                    for other in again:
+                        other.ok, other.done, other.outcome, other.after = False, False, None, []
+                    return again
                 if alone:
                     if not item.ok:
                         transaction.rollback()
-                        return
+                        return []
                 elif item.ok:
                     cursor.execute("RELEASE SAVEPOINT omniloop_unit")
                 else:
                     cursor.execute("ROLLBACK TO SAVEPOINT omniloop_unit")
                     cursor.execute("RELEASE SAVEPOINT omniloop_unit")
+            if session is not None:
+                session.close()
             try:
                 transaction.commit()
             except BaseException:
@@ -168,6 +196,7 @@ class Writer:
         for item in batch:
             if item.ok:
                 run_after_commit(item.after)
+        return []
 
     @staticmethod
     def _answer(batch: list[_Work[Any]]) -> None:
@@ -198,7 +227,7 @@ class Reader(Writer):
 
     thread_name = "sqlite-reader"
 
-    def _run_batch(self, batch: list[_Work[Any]]) -> None:
+    def _run_batch(self, batch: list[_Work[Any]]) -> list[_Work[Any]]:
         with self.engine.connect() as connection:
             connection.begin()
             for item in batch:
@@ -214,3 +243,4 @@ class Reader(Writer):
                     session.close()
                 if not connection.in_transaction():
                     raise RuntimeError("a unit of work rolled back the reader's transaction")
+        return []
