@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, DateTime, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 
-from omniloop.core.db import Session
+from omniloop.core.db import Session, utc_datetime_processor
 
 Row = tuple[Any, ...]
 _Processor = Callable[[Any], Any]
@@ -139,7 +139,10 @@ class Prepared:
                 default = _MISSING
             else:
                 default = parameter.effective_value
-            processor = parameter.type.dialect_impl(dialect).bind_processor(dialect)
+            processor: _Processor | None = parameter.type.dialect_impl(
+                dialect).bind_processor(dialect)
+            if processor is not None and isinstance(parameter.type, DateTime):
+                processor = utc_datetime_processor(dialect, processor)
             binds.append((key, escaped.get(name, name), default, processor))
         return _Plan(sql=compiled.string, positional=compiled.positional, binds=tuple(binds),
                      result_types=tuple(column.type for column in

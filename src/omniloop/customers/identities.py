@@ -19,7 +19,33 @@ _LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 _TOKEN = re.compile(r"^[\w.:@/+-]{1,128}$")
 
 
+# The usual number at a Taiwanese counter — a mobile, typed nationally (0912-345-678) or
+# internationally (+886 912 345 678) — is recognised from the library's own metadata for the
+# default region (its national prefix, country code and mobile pattern): ~1 µs instead of
+# the ~40 µs of a full parse and validation, for the same E.164 (tests compare both ways).
+# Anything else — landlines, other countries, letters, full-width digits — is parsed.
+_METADATA = phonenumbers.PhoneMetadata.metadata_for_region(DEFAULT_REGION)
+if _METADATA is None or _METADATA.mobile is None:
+    raise RuntimeError(f"phonenumbers has no mobile numbers for {DEFAULT_REGION}")
+_COUNTRY_CODE = str(_METADATA.country_code)
+_TYPED_MOBILE = re.compile(
+    rf"(?:{re.escape(str(_METADATA.national_prefix))}|\+{_COUNTRY_CODE})([0-9]+)")
+_MOBILE = re.compile(str(_METADATA.mobile.national_number_pattern))
+_SEPARATORS = str.maketrans("", "", " -")
+
+
+def _usual_mobile(value: str) -> str | None:
+    typed = _TYPED_MOBILE.fullmatch(value.translate(_SEPARATORS))
+    if typed is None or _MOBILE.fullmatch(typed.group(1)) is None:
+        return None
+    return f"+{_COUNTRY_CODE}{typed.group(1)}"
+
+
 def normalize_phone(value: str, region: str = DEFAULT_REGION) -> str:
+    if region == DEFAULT_REGION:
+        usual = _usual_mobile(value)
+        if usual is not None:
+            return usual
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
