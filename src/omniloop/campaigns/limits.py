@@ -8,7 +8,7 @@ room for one.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,16 +17,15 @@ from omniloop.campaigns.models import CampaignParticipant
 from omniloop.core.db import Session
 from omniloop.core.prepared import Prepared
 
+if TYPE_CHECKING:
+    from omniloop.campaigns.models import Campaign
+    from omniloop.campaigns.redemption import CampaignRow
+
 Counter = Literal["claims", "redemptions"]
 
 
-class CampaignKey(Protocol):
-    """A campaign, or a row of it that has its key (the POS reads campaigns as rows)."""
-
-    @property
-    def tenant_id(self) -> str: ...
-    @property
-    def id(self) -> str: ...
+# A campaign, or the POS's plain row of it (`redemption.CampaignRow`): the slot needs its key.
+CampaignKey: TypeAlias = "Campaign | CampaignRow"
 
 
 def _take_slot(insert: Any, counter: Counter) -> Prepared:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
-from pydantic import BaseModel
 
 from omniloop.api.deps import ApiActor, SessionDep, client_ip, in_unit_of_work
 from omniloop.campaigns.errors import CouponNotFound, CouponRefused
@@ -36,7 +35,7 @@ from omniloop.campaigns.schemas import (
 )
 from omniloop.core.db import Session
 from omniloop.core.errors import OmniloopError
-from omniloop.core.schemas import ResponseModel
+from omniloop.core.schemas import ResponseModel, json_response
 from omniloop.core.tokens import TokenExpired, TokenInvalid, TokenWrongKind, TokenWrongTenant
 from omniloop.core.tokens import public_key_info as tenant_public_key
 from omniloop.tenancy.access import Actor
@@ -49,13 +48,6 @@ _REFUSALS = (CouponRefused, CouponNotFound, TokenInvalid, TokenWrongTenant, Toke
              TokenWrongKind)
 
 
-def _json(answer: BaseModel, status_code: int = status.HTTP_200_OK,
-          headers: dict[str, str] | None = None) -> Response:
-    """The answer as FastAPI would send it for the route's `response_model`."""
-    return Response(answer.model_dump_json().encode(), status_code=status_code,
-                    headers=headers, media_type="application/json")
-
-
 @router.post("/validate", summary="Check a coupon", response_model=ValidationOut)
 async def validate(body: PosCheckIn, actor: ApiActor, request: Request) -> Response:
     """Whether the code or QR token applies to this basket at this store, and its discount;
@@ -66,7 +58,7 @@ async def validate(body: PosCheckIn, actor: ApiActor, request: Request) -> Respo
     """
     ip = client_ip(request)
     # A read transaction although the method is POST: validation changes nothing.
-    return _json(await in_unit_of_work(
+    return json_response(await in_unit_of_work(
         request, lambda session: _validation(session, actor, body, ip), write=False))
 
 
@@ -125,8 +117,8 @@ async def redeem_coupon(
     result = await in_unit_of_work(request, work)
     out = RedemptionOut.of(result.redemption)
     if result.replayed:
-        return _json(out, headers={"Idempotent-Replayed": "true"})
-    return _json(out, status.HTTP_201_CREATED)
+        return json_response(out, headers={"Idempotent-Replayed": "true"})
+    return json_response(out, status.HTTP_201_CREATED)
 
 
 @router.post("/redemptions/{redemption_id}/void", summary="Void a redemption",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Column, Table, and_, bindparam, insert, select, text, update
+from sqlalchemy import BigInteger, Column, Table, and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from omniloop.campaigns.errors import (
@@ -76,10 +76,10 @@ from omniloop.core.db import Session, stored
 from omniloop.core.errors import N_, OmniloopError
 from omniloop.core.idempotency import IdempotencyKeyReused, require_key
 from omniloop.core.ids import new_id
-from omniloop.core.prepared import Prepared
+from omniloop.core.prepared import Prepared, plain_savepoint
 from omniloop.core.settings import get_settings
 from omniloop.core.tokens import TokenKind, looks_like_token, verify_token
-from omniloop.customers.models import Event
+from omniloop.customers.ingest import INSERT_EVENT
 from omniloop.customers.profiles import survivor_ids
 from omniloop.orders.errors import OrderNotFound
 from omniloop.orders.models import Order
@@ -167,7 +167,6 @@ _coupons: Table = Coupon.__table__  # type: ignore[assignment]
 _campaigns: Table = Campaign.__table__  # type: ignore[assignment]
 _redemptions: Table = Redemption.__table__  # type: ignore[assignment]
 _participants: Table = CampaignParticipant.__table__  # type: ignore[assignment]
-_events: Table = Event.__table__  # type: ignore[assignment]
 _stores: Table = Store.__table__  # type: ignore[assignment]
 _tenants: Table = Tenant.__table__  # type: ignore[assignment]
 
@@ -237,16 +236,6 @@ _LINK_ORDER = Prepared(
     .values(order_id=bindparam("b_order_id")))
 _ORDER_BY_EXTERNAL_ID = Prepared(select(Order.id).where(
     Order.tenant_id == bindparam("tenant_id"), Order.external_id == bindparam("external_id")))
-# The redemption's own savepoint, as plain SQL: the session's (`begin_nested`) compiles its
-# savepoint statements anew every time (their names differ), ~19 µs of the write lock's time
-# against ~2 µs.
-_SAVEPOINT = Prepared(text("SAVEPOINT pos_redemption"))
-_RELEASE = Prepared(text("RELEASE SAVEPOINT pos_redemption"))
-_ROLLBACK_TO = Prepared(text("ROLLBACK TO SAVEPOINT pos_redemption"))
-_EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "type", "channel", "source",
-                  "customer_id", "store_id", "campaign_id", "properties", "occurred_at",
-                  "received_at")
-_INSERT_EVENT = Prepared(insert(_events), columns=_EVENT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -484,7 +473,7 @@ def _apply(session: Session, actor: Actor, data: RedeemIn, evaluation: Evaluatio
         # The coupon_redeemed event, as `customers.events.record_event` would store it, but
         # without its look-up first: the client event id names this new redemption, so no
         # event can hold it yet, and the unique constraint would refuse a second one anyway.
-        _INSERT_EVENT.run(session, {
+        INSERT_EVENT.run(session, {
             "tenant_id": tenant.id, "id": new_id(),
             "client_event_id": f"coupon_redeemed:{redemption_id}", "type": "coupon_redeemed",
             "channel": "offline", "source": "pos", "customer_id": evaluation.customer_id,
@@ -504,23 +493,12 @@ def _all_or_nothing(session: Session, *, orm_writes: bool) -> Iterator[None]:
     """A savepoint around a redemption's writes, rolled back if the block raises.
 
     The writes are Core statements that the session does not track, so a plain SQL savepoint
-    does: the session's own (`begin_nested`) is kept for a redemption that records its order,
-    whose ORM objects the session must forget if the savepoint is rolled back.
+    does (`core.prepared.plain_savepoint`); the session's own (`begin_nested`) is kept for a
+    redemption that records its order, whose ORM objects the session must forget if the
+    savepoint is rolled back.
     """
-    if orm_writes:
-        with session.begin_nested():
-            yield
-        return
-    _SAVEPOINT.run(session, {})
-    try:
+    with session.begin_nested() if orm_writes else plain_savepoint(session, "pos_redemption"):
         yield
-    except BaseException:
-        # On PostgreSQL this also ends the aborted state a failed statement leaves, so the
-        # caller can look its idempotency key up after an IntegrityError.
-        _ROLLBACK_TO.run(session, {})
-        _RELEASE.run(session, {})
-        raise
-    _RELEASE.run(session, {})
 
 
 def _order_for(session: Session, actor: Actor, data: RedeemIn, evaluation: Evaluation,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, TypeAlias
 
 from sqlalchemy import ColumnElement
 
@@ -30,6 +30,9 @@ from omniloop.core.errors import N_
 from omniloop.core.i18n import current_locale, gettext
 from omniloop.core.money import format_money
 
+if TYPE_CHECKING:
+    from omniloop.campaigns.redemption import CampaignRow
+
 WEEKDAY_NAMES = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
 STATUS_LABELS: dict[CampaignStatus, str] = {
     CampaignStatus.draft: N_("Draft"),
@@ -40,46 +43,9 @@ STATUS_LABELS: dict[CampaignStatus, str] = {
 }
 
 
-class Terms(Protocol):
-    """What the rules read of a campaign: a `Campaign`, or the POS's plain row of these
-    columns (`redemption.CampaignRow`), which a till's check reads without the ORM."""
-
-    @property
-    def kind(self) -> CampaignKind: ...
-    @property
-    def status(self) -> CampaignStatus: ...
-    @property
-    def starts_at(self) -> datetime: ...
-    @property
-    def ends_at(self) -> datetime | None: ...
-    @property
-    def value_minor(self) -> int | None: ...
-    @property
-    def percent_off(self) -> int | None: ...
-    @property
-    def max_discount_minor(self) -> int | None: ...
-    @property
-    def free_sku(self) -> str | None: ...
-    @property
-    def gift_name(self) -> str | None: ...
-    @property
-    def coupon_valid_days(self) -> int | None: ...
-    @property
-    def coupon_valid_from(self) -> datetime | None: ...
-    @property
-    def coupon_valid_until(self) -> datetime | None: ...
-    @property
-    def min_spend_minor(self) -> int: ...
-    @property
-    def skus(self) -> list[str]: ...
-    @property
-    def categories(self) -> list[str]: ...
-    @property
-    def weekdays(self) -> list[int]: ...
-    @property
-    def hours_start(self) -> str | None: ...
-    @property
-    def hours_end(self) -> str | None: ...
+# What the rules read of a campaign: the ORM object, or the POS's plain row of its columns
+# (`redemption.CampaignRow`), which a till's check reads without the ORM.
+Terms: TypeAlias = "Campaign | CampaignRow"
 
 
 def current_status(campaign: Terms, now: datetime) -> CampaignStatus:

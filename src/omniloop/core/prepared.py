@@ -18,11 +18,13 @@ so that the listeners see them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, DateTime, Dialect
+from sqlalchemy import Connection, DateTime, Dialect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
@@ -235,3 +237,27 @@ class Prepared:
         """Execute the statement once per row of parameters (one executemany)."""
         if rows:
             self._execute(session, rows, many=True)
+
+
+@lru_cache(maxsize=16)
+def _savepoint_statements(name: str) -> tuple[Prepared, Prepared, Prepared]:
+    return (Prepared(text(f"SAVEPOINT {name}")), Prepared(text(f"RELEASE SAVEPOINT {name}")),
+            Prepared(text(f"ROLLBACK TO SAVEPOINT {name}")))
+
+
+@contextmanager
+def plain_savepoint(session: Session, name: str) -> Iterator[None]:
+    """A savepoint around Core statements, rolled back if the block raises, issued as plain
+    SQL: the session's own (`begin_nested`) compiles its statements on every use, ~19 µs
+    against ~2. Not for ORM writes: the session does not know of it, so its objects would not
+    be rolled back with it. On PostgreSQL the rollback also ends the aborted state a failed
+    statement leaves, so the caller can go on (look a key up after an IntegrityError)."""
+    begin, release, rollback = _savepoint_statements(name)
+    begin.run(session, {})
+    try:
+        yield
+    except BaseException:
+        rollback.run(session, {})
+        release.run(session, {})
+        raise
+    release.run(session, {})

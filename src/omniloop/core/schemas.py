@@ -6,12 +6,22 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+from starlette.responses import Response
 
 from omniloop.core.clock import as_utc
 
 # A timestamp answered in UTC with its offset: SQLite hands stored times back without one
 # (every time is stored in UTC), PostgreSQL with it; response fields use this type.
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+def json_response(answer: BaseModel, status_code: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    """`answer` as FastAPI would send it for a route's `response_model`, for the busy routes
+    that serialise their answer themselves (FastAPI would validate it once more first; the
+    route keeps `response_model` for the OpenAPI document)."""
+    return Response(answer.model_dump_json().encode(), status_code=status_code,
+                    headers=headers, media_type="application/json")
 
 
 class RequestModel(BaseModel):

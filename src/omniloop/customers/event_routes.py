@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from omniloop.api.deps import ApiActor, SessionDep, in_unit_of_work
 from omniloop.core.db import Session
 from omniloop.core.i18n import gettext
+from omniloop.core.schemas import json_response
 from omniloop.customers import ingest as ingest_service
 from omniloop.customers.event_types import EVENT_TYPES
 from omniloop.customers.ingest_schemas import (
@@ -115,8 +116,7 @@ async def ingest(actor: ApiActor, body: Annotated[EventBatchIn, Depends(batch_bo
     result = await in_unit_of_work(request, work)
     answer = IngestOut(accepted=result.accepted, duplicates=result.duplicates,
                        created_profiles=result.created_profiles)
-    return Response(answer.model_dump_json(), status_code=status.HTTP_201_CREATED,
-                    media_type="application/json")
+    return json_response(answer, status.HTTP_201_CREATED)
 
 
 @router.get("/events/types", name="types", summary="The event type catalogue",

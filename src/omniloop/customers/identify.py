@@ -13,21 +13,21 @@ The usual calls run a few prepared Core statements and answer with the profile's
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from omniloop.core.clock import utcnow
 from omniloop.core.db import Session
 from omniloop.core.errors import Conflict
 from omniloop.core.ids import new_id
-from omniloop.core.prepared import Prepared
+from omniloop.core.prepared import Prepared, plain_savepoint
 from omniloop.core.signals import Signal
 from omniloop.customers.errors import (
     CustomerErased,
@@ -149,7 +149,7 @@ def identify_profile(session: Session, actor: Actor, identities: Sequence[Identi
 def _identify_pairs(session: Session, actor: Actor, pairs: list[Pair], traits: Traits | None,
                     source: str, *, isolated: bool) -> Identified:
     """One attempt; `isolated`: in savepoints, so that a lost race leaves nothing behind."""
-    with _savepoint(session.connection()) if isolated else nullcontext():
+    with plain_savepoint(session, "omniloop_identify") if isolated else nullcontext():
         done = _identify_simple(session, actor.tenant_id, pairs, traits, source)
     if done is not None:
         return done
@@ -159,21 +159,6 @@ def _identify_pairs(session: Session, actor: Actor, pairs: list[Pair], traits: T
         result = _identify_once(session, actor, pairs, traits, source)
     return Identified(result.customer.id, result.created, result.merged,
                       customer=result.customer)
-
-
-@contextmanager
-def _savepoint(connection: Connection) -> Iterator[None]:
-    """A savepoint around Core statements, issued as plain SQL: SQLAlchemy's begin_nested()
-    compiles its SAVEPOINT and RELEASE clauses on every use, which cost as much as the rest
-    of a usual identify call. Not for ORM flushes (see above)."""
-    connection.exec_driver_sql("SAVEPOINT omniloop_identify")
-    try:
-        yield
-    except BaseException:
-        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT omniloop_identify")
-        connection.exec_driver_sql("RELEASE SAVEPOINT omniloop_identify")
-        raise
-    connection.exec_driver_sql("RELEASE SAVEPOINT omniloop_identify")
 
 
 # --- The usual calls, in Core ----------------------------------------------------------------

@@ -44,6 +44,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    insert,
     or_,
     select,
     text,
@@ -54,6 +55,7 @@ from omniloop.core.clock import as_utc, utcnow
 from omniloop.core.db import Session, datetime_to_db, insert_many
 from omniloop.core.errors import Conflict
 from omniloop.core.ids import new_ids
+from omniloop.core.prepared import Prepared
 from omniloop.customers.errors import (
     BatchSizeInvalid,
     CustomerErased,
@@ -93,6 +95,10 @@ _KINDS: dict[str, IdentityKind] = {kind.value: kind for kind in IdentityKind}
 EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "customer_id", "type", "channel",
                   "source", "store_id", "campaign_id", "properties", "occurred_at",
                   "received_at")
+# One event as `customers.events.record_event` would store it, for the hot paths that
+# record one whose client id names a row they have just written (an order, a redemption),
+# so nothing can hold it yet and no look-up is needed.
+INSERT_EVENT = Prepared(insert(_EVENTS), columns=EVENT_COLUMNS)
 _CUSTOMER_COLUMNS = ("tenant_id", "id", "tags", "created_at", "updated_at")
 _IDENTITY_COLUMNS = ("tenant_id", "id", "customer_id", "kind", "value", "source", "created_at")
 

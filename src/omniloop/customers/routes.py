@@ -11,6 +11,7 @@ from sqlalchemy import Table, bindparam, select
 from omniloop.api.deps import ApiActor, SessionDep, in_unit_of_work
 from omniloop.core.db import Session
 from omniloop.core.prepared import Prepared
+from omniloop.core.schemas import json_response
 from omniloop.customers import identify as identify_service
 from omniloop.customers.models import Customer, CustomerIdentity
 from omniloop.customers.profiles import get_customer, identities_of, profile_ids
@@ -92,8 +93,7 @@ async def identify(body: IdentifyIn, actor: ApiActor, request: Request) -> Respo
     # The answer is made after the unit of work (which, on SQLite, holds the write lock) and
     # serialised by IdentifyOut itself: response_model stays for the OpenAPI document.
     facts = await in_unit_of_work(request, work)
-    return Response(_identify_out(facts).model_dump_json().encode(),
-                    media_type="application/json")
+    return json_response(_identify_out(facts))
 
 
 @router.get("/customers/{customer_id}", name="get", summary="Get a customer",

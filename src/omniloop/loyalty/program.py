@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, TypeAlias
 
 from omniloop.campaigns.service import get_campaign
 from omniloop.core.clock import utcnow
@@ -33,27 +33,8 @@ def default_program(tenant_id: str) -> LoyaltyProgram:
     return unsaved(LoyaltyProgram, tenant_id=tenant_id)
 
 
-class EarningRules(Protocol):
-    """What the arithmetic of earning reads of a program: a `LoyaltyProgram`, or the
-    `EarnTerms` that every order reads with one Core statement (an ORM object per order
-    costs more than the statement)."""
-
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def earn_unit_minor(self) -> int: ...
-    @property
-    def earn_points(self) -> int: ...
-    @property
-    def rounding(self) -> Rounding: ...
-    @property
-    def expiry_months(self) -> int: ...
-    @property
-    def tiers(self) -> list[dict[str, Any]]: ...
-
-
 class EarnTerms(NamedTuple):
-    """The program's settings that earning reads, as plain values (see `EarningRules`)."""
+    """The program's settings that earning reads, as plain values."""
 
     enabled: bool
     earn_unit_minor: int
@@ -64,6 +45,10 @@ class EarnTerms(NamedTuple):
 
 
 EARN_TERMS_FIELDS = EarnTerms._fields
+# What the arithmetic of earning reads of a program: a `LoyaltyProgram`, or the `EarnTerms`
+# that every order reads with one prepared statement (an ORM object per order costs more
+# than the statement).
+EarningRules: TypeAlias = LoyaltyProgram | EarnTerms
 
 
 @cache

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from omniloop.api.deps import ApiActor, SessionDep, in_unit_of_work
 from omniloop.core.db import Session
+from omniloop.core.schemas import json_response
 from omniloop.orders import refunds, service
 from omniloop.orders.models import Order
 from omniloop.orders.schemas import OrderIn, OrderOut, RefundIn, RefundOut
@@ -45,9 +46,8 @@ async def ingest_order(body: OrderIn, actor: ApiActor, request: Request) -> Resp
     # The order comes back loaded (lines, refunds) and is serialised after its unit of work,
     # which on SQLite holds the write lock.
     order, created = await in_unit_of_work(request, work)
-    return Response(OrderOut.of(order).model_dump_json().encode(),
-                    media_type="application/json",
-                    status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+    return json_response(OrderOut.of(order),
+                         status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 @router.get("/orders", name="list", summary="List orders", response_model=list[OrderOut])

@@ -40,7 +40,7 @@ from omniloop.core.ids import new_id
 from omniloop.core.prepared import Prepared
 from omniloop.customers.errors import CustomerErased, CustomerNotFound
 from omniloop.customers.identify import Pair, identify_profile, normalize_identities
-from omniloop.customers.models import Event
+from omniloop.customers.ingest import INSERT_EVENT
 from omniloop.customers.profiles import get_customer, profile_ids
 from omniloop.orders import pricing
 from omniloop.orders.errors import (
@@ -72,7 +72,6 @@ MAX_PAGE = 500
 
 _ORDERS = cast(Table, Order.__table__)
 _LINES = cast(Table, OrderLine.__table__)
-_EVENTS = cast(Table, Event.__table__)
 _TENANTS = cast(Table, Tenant.__table__)
 _STORES = cast(Table, Store.__table__)
 # The statements of an ingestion, built once (SQLAlchemy caches their compiled form). What
@@ -106,12 +105,8 @@ _ORDER_COLUMNS = ("tenant_id", "id", "external_id", "source", "channel", "store_
 _LINE_COLUMNS = ("tenant_id", "id", "order_id", "position", "sku", "name", "category",
                  "quantity", "unit_price_minor", "discount_minor", "total_minor", "net_minor",
                  "refunded_quantity")
-_EVENT_COLUMNS = ("tenant_id", "id", "client_event_id", "type", "channel", "source",
-                  "customer_id", "store_id", "campaign_id", "properties", "occurred_at",
-                  "received_at")
 _INSERT_ORDER = Prepared(insert(_ORDERS), columns=_ORDER_COLUMNS)
 _INSERT_LINES = Prepared(insert(_LINES), columns=_LINE_COLUMNS)
-_INSERT_EVENT = Prepared(insert(_EVENTS), columns=_EVENT_COLUMNS)
 
 
 def require_write(actor: Actor) -> None:
@@ -385,7 +380,7 @@ def _insert(session: Session, actor: Actor, data: OrderIn, priced: Priced,
     # The purchase event, as `customers.events.record_event` would store it, without its
     # look-up first: its client event id names this new order, so no event can hold it yet
     # (and the unique constraint would refuse a second one anyway).
-    _INSERT_EVENT.run(session, {
+    INSERT_EVENT.run(session, {
         "tenant_id": tenant_id, "id": new_id(), "client_event_id": f"order:{values['id']}",
         "type": "purchase", "channel": "offline" if store_id is not None else "online",
         "source": data.source, "customer_id": customer_id, "store_id": store_id,
